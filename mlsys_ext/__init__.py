@@ -1,0 +1,1 @@
+"""mlsys_ext: a Jupyter-native lab for machine-learning systems."""

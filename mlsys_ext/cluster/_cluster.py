@@ -1,0 +1,318 @@
+"""``Cluster``: the API both backends share (placement, faults, status, trace)."""
+from __future__ import annotations
+
+import atexit
+import itertools
+import os
+import threading
+import weakref
+from collections import deque
+from dataclasses import dataclass, field
+
+from ._errors import ClusterError
+from ._future import gather
+from ._handle import ActorHandle
+from ._network import DRIVER, Network, make_faults
+
+BACKENDS = ("local", "ray")
+_live: "weakref.WeakSet[Cluster]" = weakref.WeakSet()
+
+
+def live_clusters() -> list["Cluster"]:
+    """Every cluster of this process that has not been stopped."""
+    return [c for c in list(_live) if not c.stopped]
+
+
+@atexit.register
+def _stop_all() -> None:
+    for cluster in live_clusters():
+        cluster.stop()
+
+
+@dataclass(eq=False)
+class ActorRecord:
+    """The driver's view of one actor."""
+
+    name: str
+    class_name: str
+    worker: str
+    payload: bytes  # cloudpickled (cls, args, kwargs): how to build it again
+    max_restarts: int
+    restarts: int = 0
+    state: str = "starting"  # starting | alive | paused | restarting | dead
+    held: list = field(default_factory=list)  # messages waiting for a paused or restarting actor
+    logs: deque = field(default_factory=lambda: deque(maxlen=2000))
+    processed: int = 0
+    received_base: int = 0
+    channel: object = None
+    backend_ref: object = None
+
+    @property
+    def can_restart(self) -> bool:
+        return self.max_restarts < 0 or self.restarts < self.max_restarts
+
+
+class Cluster:
+    """A cluster of n workers (w0 .. w{n-1}) running actors, with a faulty network.
+
+    ``Cluster(n, backend="local")`` runs workers as local processes;
+    ``backend="ray"`` runs actors on Ray. Use it as a context manager, or call
+    ``stop()``: no worker outlives its cluster.
+    """
+
+    def __new__(cls, n=None, backend: str = "local", **kwargs):
+        if cls is Cluster:
+            if backend == "local":
+                from ._local import LocalCluster as cls
+            elif backend == "ray":
+                from ._ray import RayCluster as cls
+            else:
+                raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        return object.__new__(cls)
+
+    def __init__(self, n: int | None = None, backend: str = "local", *, timeout: float = 30.0,
+                 seed: int | None = None, trace_size: int = 10_000, echo: bool = True):
+        n = os.cpu_count() or 1 if n is None else n
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise ValueError(f"n (the number of workers) must be an integer >= 1, got {n!r}")
+        if not timeout > 0:
+            raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
+        if not isinstance(trace_size, int) or trace_size < 1:
+            raise ValueError(f"trace_size must be an integer >= 1, got {trace_size!r}")
+        self.n = n
+        self.backend = backend
+        self.timeout = float(timeout)
+        self.echo = echo
+        self.stopped = False
+        self.workers = [f"w{i}" for i in range(n)]
+        self._actors: dict[str, ActorRecord] = {}
+        self._lock = threading.RLock()
+        self._placement = itertools.count()
+        self._listeners: list = []
+        self._net = Network(self._locate, seed=seed, trace_size=trace_size)
+        _live.add(self)
+
+    # -- naming --------------------------------------------------------
+    def _locate(self, name: str):
+        rec = self._actors.get(name)
+        return rec.worker if rec is not None else None
+
+    def _record(self, name: str) -> ActorRecord:
+        rec = self._actors.get(name)
+        if rec is None:
+            raise ClusterError(f"no actor named {name!r}; actors: {', '.join(self._actors) or 'none'}")
+        return rec
+
+    def _worker_of(self, name: str) -> str:
+        """A worker name, or the worker hosting actor ``name``."""
+        if name in self.workers:
+            return name
+        if name in self._actors:
+            return self._actors[name].worker
+        raise ClusterError(
+            f"{name!r} is neither a worker ({', '.join(self.workers)}) nor an actor "
+            f"({', '.join(self._actors) or 'none'})"
+        )
+
+    def _check_open(self) -> None:
+        if self.stopped:
+            raise ClusterError("this cluster has been stopped")
+
+    @property
+    def actors(self) -> list[str]:
+        return list(self._actors)
+
+    def handle(self, name: str) -> ActorHandle:
+        self._record(name)
+        return ActorHandle(name, self)
+
+    # -- change listeners (panels and the sidebar) ----------------------
+    def on_change(self, callback):
+        """Call ``callback(cluster, event)`` after every spawn, fault or stop; returns an unsubscribe function."""
+        self._listeners.append(callback)
+        return lambda: self._listeners.remove(callback) if callback in self._listeners else None
+
+    def _changed(self, event: str) -> None:
+        for callback in list(self._listeners):
+            try:
+                callback(self, event)
+            except Exception:  # a broken listener must not break the cluster
+                pass
+
+    # -- actors ----------------------------------------------------------
+    def spawn(self, cls, *args, name: str | None = None, worker: str | None = None,
+              max_restarts: int = 0, **kwargs) -> ActorHandle:
+        """Construct ``cls(*args, **kwargs)`` on a worker and return its handle.
+
+        Placement is round-robin unless ``worker`` names one. With
+        ``max_restarts`` left (-1: unlimited), an actor whose process dies is
+        built again from these same arguments.
+        """
+        self._check_open()
+        if not isinstance(cls, type):
+            raise TypeError(f"spawn needs a class, got {type(cls).__name__} {cls!r}")
+        if not isinstance(max_restarts, int) or max_restarts < -1:
+            raise ValueError(f"max_restarts must be an integer >= -1, got {max_restarts!r}")
+        with self._lock:
+            name = name or f"{cls.__name__.lower()}{len(self._actors)}"
+            if name in self._actors:
+                raise ClusterError(f"an actor named {name!r} exists already")
+            if name == DRIVER or name in self.workers:
+                raise ClusterError(f"{name!r} is reserved (the driver and worker names)")
+            if worker is None:
+                worker = self._place()
+            elif worker not in self.workers:
+                raise ClusterError(f"no worker named {worker!r}; workers: {', '.join(self.workers)}")
+            import cloudpickle
+
+            rec = ActorRecord(name, cls.__name__, worker, cloudpickle.dumps((cls, args, kwargs)), max_restarts)
+            self._actors[name] = rec
+        try:
+            self._start_actor(rec)
+        except BaseException:
+            with self._lock:
+                self._actors.pop(name, None)
+            raise
+        self._changed("spawn")
+        return ActorHandle(name, self)
+
+    def _place(self) -> str:
+        return self.workers[next(self._placement) % self.n]
+
+    def gather(self, futures, timeout: float | None = None) -> list:
+        """Results of ``futures`` in order; raises the first error met."""
+        return gather(futures, timeout)
+
+    # -- network faults --------------------------------------------------
+    def _check_endpoints(self, names) -> None:
+        for n in names:
+            if n != DRIVER:
+                self._worker_of(n)
+
+    def partition(self, *groups) -> None:
+        """Cut the network between groups of actors, workers or ``"driver"``.
+
+        ``partition(["a", "b"], ["c"])``: a and b still talk, neither reaches c.
+        Endpoints in no group keep reaching everyone.
+        """
+        if len(groups) < 2:
+            raise ValueError("partition needs at least two groups, e.g. partition(['a', 'b'], ['c'])")
+        groups = [[g] if isinstance(g, str) else list(g) for g in groups]
+        for g in groups:
+            self._check_endpoints(g)
+        self._net.partition(groups)
+        self._changed("network")
+
+    def heal(self) -> None:
+        """Remove every partition (drop, delay and duplication settings stay)."""
+        self._net.heal()
+        self._changed("network")
+
+    def set_network(self, drop: float = 0.0, delay=0.0, duplicate: float = 0.0, link=None) -> None:
+        """Faults for every message, or only between the two ends of ``link=(a, b)``.
+
+        ``delay`` is seconds, or a (low, high) range drawn uniformly per message.
+        """
+        faults = make_faults(drop, delay, duplicate)
+        if link is not None:
+            if len(link) != 2:
+                raise ValueError(f"link must be a pair of endpoints, got {link!r}")
+            self._check_endpoints(link)
+        self._net.set_faults(faults, link)
+        self._changed("network")
+
+    def network(self) -> dict:
+        """The current partition, default faults and per-link faults."""
+        return self._net.settings()
+
+    # -- observation -----------------------------------------------------
+    def trace(self, n: int | None = None):
+        """The last ``n`` messages (all kept, by default) as a DataFrame."""
+        import pandas as pd
+
+        rows = list(self._net.trace)
+        if n is not None:
+            rows = rows[-n:] if n > 0 else []
+        return pd.DataFrame(rows, columns=["time", "kind", "src", "dst", "method", "bytes", "fate"])
+
+    def message_rate(self, seconds: int = 60) -> list[tuple[int, int]]:
+        """Messages per second over the last ``seconds`` seconds."""
+        return self._net.rate(seconds)
+
+    def logs(self, name: str) -> str:
+        """Everything actor ``name`` printed (the most recent lines)."""
+        return "".join(self._record(name).logs)
+
+    def _echo(self, rec: ActorRecord, stream: str, text: str) -> None:
+        rec.logs.append(text)
+        if self.echo:
+            import sys
+
+            out = sys.stderr if stream == "stderr" else sys.stdout
+            lines = text.splitlines(keepends=True)
+            out.write("".join(f"({rec.name}) {line}" for line in lines))
+            out.flush()
+
+    def _refresh_stats(self) -> None:
+        """Backends update ``rec.processed`` for the queue-depth column."""
+
+    def _pid(self, rec: ActorRecord):
+        return None
+
+    def status(self):
+        """One row per actor: name, class, worker, pid, state, restarts, queue, msgs_in, msgs_out."""
+        import pandas as pd
+
+        self._refresh_stats()
+        rows = []
+        received, sent = self._net.received, self._net.sent
+        for rec in list(self._actors.values()):
+            got = received.get(rec.name, 0)
+            queue = max(got - rec.received_base - rec.processed, 0) if rec.state != "dead" else 0
+            rows.append((rec.name, rec.class_name, rec.worker, self._pid(rec), rec.state, rec.restarts,
+                         queue, got, sent.get(rec.name, 0)))
+        frame = pd.DataFrame(rows, columns=["name", "class", "worker", "pid", "state", "restarts",
+                                            "queue", "msgs_in", "msgs_out"])
+        return frame.astype({"pid": "Int64"})
+
+    # -- lifetime --------------------------------------------------------
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "stopped" if self.stopped else f"{len(self._actors)} actors"
+        return f"<{type(self).__name__} {self.backend} n={self.n} {state}>"
+
+    # -- what a backend provides ------------------------------------------
+    def _start_actor(self, rec: ActorRecord) -> None:
+        raise NotImplementedError
+
+    def _call(self, dst: str, method: str, args, kwargs, oneway: bool):
+        raise NotImplementedError
+
+    def _wait(self, fut, timeout) -> None:
+        raise NotImplementedError
+
+    def kill(self, name: str) -> None:
+        raise NotImplementedError
+
+    def restart(self, name: str) -> None:
+        raise NotImplementedError
+
+    def pause(self, name: str) -> None:
+        raise NotImplementedError
+
+    def resume(self, name: str) -> None:
+        raise NotImplementedError
+
+    def run(self, fn, *args, targets=None, **kwargs) -> dict:
+        raise NotImplementedError
+
+    def execute(self, source: str, targets=None) -> dict:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError

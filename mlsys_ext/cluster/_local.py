@@ -1,0 +1,479 @@
+"""The local backend: workers are child processes, the driver routes every message.
+
+Transport: one Unix socket pair per worker for control and one per actor for
+its messages; no network port is opened. A router thread reads every socket,
+except one that a caller waiting on a reply is reading itself: that caller
+reads its reply straight off the socket, which spares a thread hand-off on
+every synchronous call.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import mlsys_ext
+
+from ._cluster import ActorRecord, Cluster
+from ._errors import ActorDiedError, ClusterError
+from ._future import Future, failed_future
+from ._handle import decoding_for
+from ._network import DRIVER, Delayer
+from ._wire import Channel, decode_error, dumps, encode_error, loads, pack, unpack
+
+_PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(mlsys_ext.__file__)))
+_WORKER_MAIN = "from mlsys_ext.cluster._worker import main; main()"
+_ROUTER_TICK = 0.01  # how soon the router takes back a socket a caller stopped reading
+
+
+class _Worker:
+    """One incarnation of a worker process."""
+
+    def __init__(self, name: str, proc: subprocess.Popen, ctrl: Channel):
+        self.name = name
+        self.proc = proc
+        self.ctrl = ctrl
+        self.alive = True
+        self.paused = False
+        self.acks: dict[int, Future] = {}
+
+
+class LocalCluster(Cluster):
+    def __init__(self, n=None, backend: str = "local", **kwargs):
+        super().__init__(n, backend, **kwargs)
+        self._ids = itertools.count(1)
+        self._pending: dict[int, Future] = {}
+        self._owned: set[Channel] = set()
+        self._channels: dict[Channel, object] = {}  # channel -> _Worker or ActorRecord
+        self._procs: dict[str, _Worker] = {}
+        self._delayer = Delayer()
+        self._delayer.start()
+        # Linux's parent-death signal fires when the *thread* that started a
+        # child exits, so every worker is started from this one long-lived thread.
+        self._spawner = ThreadPoolExecutor(1, thread_name_prefix="cluster-spawner")
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+        try:
+            started = self._spawner.submit(lambda: [self._launch(w) for w in self.workers]).result()
+        except BaseException:
+            self._spawner.shutdown(wait=False)
+            raise
+        for w in started:
+            self._adopt(w)
+        self._router = threading.Thread(target=self._route, name="cluster-router", daemon=True)
+        self._router.start()
+
+    # -- processes -------------------------------------------------------
+    def _launch(self, name: str) -> _Worker:
+        parent, child = socket.socketpair()
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _WORKER_MAIN, str(child.fileno()), str(os.getpid()), name, repr(self.timeout)],
+            pass_fds=[child.fileno()], stdin=subprocess.DEVNULL, env=env,
+            start_new_session=True,  # Ctrl-C in a terminal is meant for the driver alone
+        )
+        child.close()
+        return _Worker(name, proc, Channel(parent))
+
+    def _adopt(self, w: _Worker) -> None:
+        with self._lock:
+            self._procs[w.name] = w
+            self._channels[w.ctrl] = w
+        self._wake()
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"\0")
+        except (BlockingIOError, OSError):
+            pass
+
+    def _pid(self, rec: ActorRecord):
+        w = self._procs.get(rec.worker)
+        return w.proc.pid if w is not None and w.alive else None
+
+    def _control(self, w: _Worker, header_tail: tuple, payload: bytes = b"", fds=None) -> Future:
+        req = next(self._ids)
+        fut = Future(self, w.name, header_tail[0], req)
+        w.acks[req] = fut
+        frame = pack((header_tail[0], req) + header_tail[1:], payload)
+        try:
+            if fds:
+                w.ctrl.send_with_fds(frame, fds)
+            else:
+                w.ctrl.send(frame)
+        except OSError:
+            w.acks.pop(req, None)
+            fut._resolve(error=ActorDiedError(f"worker {w.name} is dead"))
+        return fut
+
+    # -- actors ----------------------------------------------------------
+    def _start_actor(self, rec: ActorRecord) -> None:
+        w = self._procs.get(rec.worker)
+        if w is None or not w.alive:
+            raise ActorDiedError(f"worker {rec.worker} is dead: restart it with cluster.restart({rec.worker!r})")
+        parent, child = socket.socketpair()
+        channel = Channel(parent)
+        fut = self._control(w, ("spawn", rec.name), rec.payload, [child.fileno()])
+        child.close()
+        try:
+            fut.result(self.timeout)
+        except BaseException:
+            channel.close()
+            raise
+        with self._lock:
+            rec.channel = channel
+            rec.processed = 0
+            rec.received_base = self._net.received.get(rec.name, 0)
+            self._channels[channel] = rec
+            rec.state = "paused" if w.paused else "alive"
+            held, rec.held = rec.held, ([] if rec.state == "alive" else rec.held)
+        if rec.state == "alive":
+            for frame in held:
+                self._send_to(rec, frame)
+        self._wake()
+
+    def _send_to(self, rec: ActorRecord, frame: bytes) -> None:
+        """Hand a frame to an actor, or hold it while the actor is paused or restarting."""
+        with self._lock:
+            if rec.state != "alive":
+                if rec.state != "dead":
+                    rec.held.append(frame)
+                return
+            channel = rec.channel
+        try:
+            channel.send(frame)
+        except OSError:
+            pass  # the process just died; its death is handled by the router
+
+    def _deliver(self, rec: ActorRecord, frame: bytes, delays) -> None:
+        for d in delays:
+            if d > 0:
+                self._delayer.post(d, self._send_to, rec, frame)
+            else:
+                self._send_to(rec, frame)
+
+    def _call(self, dst: str, method: str, args, kwargs, oneway: bool):
+        rec = self._actors.get(dst)
+        if rec is None:
+            self._check_open()
+            self._record(dst)  # raises, naming the actors there are
+        if rec.state == "dead":
+            error = ActorDiedError(f"actor {dst!r} is dead: restart it with cluster.restart({dst!r})")
+            if oneway:
+                raise error
+            return failed_future(self, dst, method, error)
+        payload = dumps((args, kwargs))
+        if oneway:
+            fut, header = None, ("send", 0, DRIVER, dst, method)
+        else:
+            msg_id = next(self._ids)
+            fut = Future(self, dst, method, msg_id)
+            self._pending[msg_id] = fut
+            header = ("call", msg_id, DRIVER, dst, method)
+        self._deliver(rec, pack(header, payload), self._net.decide(header[0], DRIVER, dst, method, len(payload)))
+        return fut
+
+    def _resolve(self, msg_id: int, ok: bool, payload) -> None:
+        fut = self._pending.pop(msg_id, None)
+        if fut is None:
+            return
+        try:
+            with decoding_for(self):
+                value, error = (loads(payload), None) if ok else (None, decode_error(payload))
+        except Exception as exc:  # a reply this process cannot unpickle
+            value, error = None, ClusterError(f"could not decode the reply of {fut.actor}.{fut.method}: {exc!r}")
+        fut._resolve(value, error)
+
+    # -- routing -----------------------------------------------------------
+    def _dispatch(self, source, frame: bytes) -> None:
+        if isinstance(source, _Worker):
+            header, payload = unpack(frame)
+            fut = source.acks.pop(header[1], None)
+            if fut is not None:
+                fut._resolve(*((loads(payload), None) if header[2] else (None, decode_error(payload))))
+            return
+        header, payload = unpack(frame)
+        kind = header[0]
+        if kind == "reply":
+            _, msg_id, src, dst, method, ok = header
+            delays = self._net.decide("reply", src, dst, method, len(payload))
+            if dst == DRIVER:
+                payload = bytes(payload)
+                for d in delays:
+                    if d > 0:
+                        self._delayer.post(d, self._resolve, msg_id, ok, payload)
+                    else:
+                        self._resolve(msg_id, ok, payload)
+            elif dst in self._actors:
+                self._deliver(self._actors[dst], frame, delays)
+        elif kind == "log":
+            self._echo(source, header[4], bytes(payload).decode(errors="replace"))
+        else:  # an actor's call or send to another actor
+            _, msg_id, src, dst, method = header
+            target = self._actors.get(dst)
+            if target is None or target.state == "dead":
+                self._net.decide(kind, src, dst, method, len(payload))
+                if kind == "call":
+                    reason = "is dead" if target is not None else "does not exist"
+                    error = ActorDiedError(f"actor {dst!r} {reason}")
+                    self._send_to(source, pack(("reply", msg_id, dst, src, method, False), encode_error(error)))
+                return
+            self._deliver(target, frame, self._net.decide(kind, src, dst, method, len(payload)))
+
+    def _drain(self, channel: Channel) -> None:
+        """Dispatch every frame that can be read now (the caller holds the reader lock)."""
+        source = self._channels.get(channel)
+        while True:
+            frame = channel.recv(timeout=0, spin=0)
+            if frame is None:
+                return
+            self._dispatch(source, frame)
+
+    def _route(self) -> None:
+        while not self.stopped:
+            with self._lock:
+                channels = [c for c in self._channels if c not in self._owned and not c.closed]
+            ready = [c for c in channels if c.has_frame()]
+            if not ready:
+                try:
+                    ready, _, _ = select.select(channels + [self._wake_r], [], [], _ROUTER_TICK)
+                except (OSError, ValueError):
+                    continue  # a socket was closed under us; the next round skips it
+            for channel in ready:
+                if channel is self._wake_r:
+                    os.read(self._wake_r, 4096)
+                    continue
+                if not channel.reader.acquire(blocking=False):
+                    continue
+                try:
+                    self._drain(channel)
+                except EOFError:
+                    self._on_eof(channel)
+                except Exception as exc:  # keep routing whatever one message did
+                    print(f"mlsys_ext router: {exc!r}", file=sys.stderr)
+                finally:
+                    channel.reader.release()
+
+    def _on_eof(self, channel: Channel) -> None:
+        with self._lock:
+            source = self._channels.pop(channel, None)
+        channel.close()
+        if isinstance(source, _Worker):
+            self._worker_died(source, restart=True)
+
+    def _wait(self, fut: Future, timeout) -> None:
+        timeout = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        rec = self._actors.get(fut.actor)
+        while not fut._done:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self._pending.pop(fut._id, None)
+                raise fut._timeout_error(timeout)
+            channel = rec.channel if rec is not None and rec.state == "alive" else None
+            if channel is None or channel.closed or threading.current_thread() is self._router \
+                    or not channel.reader.acquire(blocking=False):
+                fut._wait_gate(min(left, _ROUTER_TICK))
+                continue
+            self._owned.add(channel)
+            try:
+                while not fut._done and time.monotonic() < deadline:
+                    frame = channel.recv(timeout=min(deadline - time.monotonic(), _ROUTER_TICK))
+                    if frame is not None:
+                        self._dispatch(rec, frame)
+                self._drain(channel)
+            except EOFError:
+                pass  # the worker died: the router sees its control socket close
+            finally:
+                self._owned.discard(channel)
+                channel.reader.release()
+
+    # -- faults ------------------------------------------------------------
+    def _worker_died(self, w: _Worker, restart: bool) -> None:
+        with self._lock:
+            if not w.alive:
+                return
+            w.alive = False
+            try:
+                w.proc.kill()
+            except OSError:
+                pass
+            w.ctrl.close()
+            dead = [rec for rec in self._actors.values() if rec.worker == w.name]
+            revive = []
+            for rec in dead:
+                if rec.channel is not None:
+                    self._channels.pop(rec.channel, None)
+                    rec.channel.close()
+                rec.channel = None
+                if restart and not self.stopped and rec.can_restart and rec.state != "dead":
+                    rec.state = "restarting"
+                    revive.append(rec)
+                else:
+                    rec.state = "dead"
+                    rec.held.clear()
+        w.proc.wait()
+        error = ActorDiedError(f"worker {w.name} died")
+        for fut in list(w.acks.values()):
+            fut._resolve(error=error)
+        names = {rec.name for rec in dead}
+        for msg_id, fut in list(self._pending.items()):
+            if fut.actor in names:
+                self._pending.pop(msg_id, None)
+                fut._resolve(error=ActorDiedError(
+                    f"actor {fut.actor!r} died (worker {w.name}) before answering {fut.method}"))
+        self._changed("died")
+        if revive:
+            self._spawner.submit(self._revive, w.name, revive)
+
+    def _revive(self, worker: str, recs: list[ActorRecord]) -> None:
+        """Start ``worker`` again and rebuild ``recs`` on it from their original arguments."""
+        if self.stopped:
+            return
+        w = self._launch(worker)
+        self._adopt(w)
+        for rec in recs:
+            rec.restarts += 1
+            rec.state = "restarting"
+            try:
+                self._start_actor(rec)
+            except BaseException as exc:
+                with self._lock:
+                    rec.state = "dead"
+                    rec.held.clear()
+                print(f"mlsys_ext: could not restart actor {rec.name!r}: {exc}", file=sys.stderr)
+        self._changed("restart")
+
+    def kill(self, name: str) -> None:
+        """SIGKILL the process of worker ``name``, or of the worker hosting actor ``name``.
+
+        Every actor on it dies; those with restarts left come back by themselves.
+        """
+        self._check_open()
+        w = self._procs[self._worker_of(name)]
+        if w.alive:
+            os.kill(w.proc.pid, signal.SIGKILL)
+            self._worker_died(w, restart=True)
+
+    def restart(self, name: str) -> None:
+        """Kill (if alive) and start again the worker ``name`` or the worker of actor ``name``,
+        rebuilding every actor placed on it. Returns once they are running."""
+        self._check_open()
+        worker = self._worker_of(name)
+        w = self._procs[worker]
+        if w.alive:
+            os.kill(w.proc.pid, signal.SIGKILL)
+            self._worker_died(w, restart=False)
+        recs = [rec for rec in self._actors.values() if rec.worker == worker]
+        with self._lock:
+            for rec in recs:
+                rec.state = "restarting"
+        self._spawner.submit(self._revive, worker, recs).result()
+
+    def _signal(self, name: str, sig: int, paused: bool) -> None:
+        self._check_open()
+        w = self._procs[self._worker_of(name)]
+        if not w.alive:
+            raise ActorDiedError(f"worker {w.name} is dead: restart it with cluster.restart({w.name!r})")
+        os.kill(w.proc.pid, sig)
+        flush = []
+        with self._lock:
+            w.paused = paused
+            for rec in self._actors.values():
+                if rec.worker != w.name or rec.state not in ("alive", "paused"):
+                    continue
+                rec.state = "paused" if paused else "alive"
+                if not paused:
+                    flush.append(rec)
+        for rec in flush:
+            held, rec.held = rec.held, []
+            for frame in held:
+                self._send_to(rec, frame)
+        self._changed("pause" if paused else "resume")
+
+    def pause(self, name: str) -> None:
+        """SIGSTOP the worker (or the worker of actor ``name``): a frozen machine."""
+        self._signal(name, signal.SIGSTOP, True)
+
+    def resume(self, name: str) -> None:
+        """SIGCONT a paused worker; messages held for its actors are delivered."""
+        self._signal(name, signal.SIGCONT, False)
+
+    def _refresh_stats(self) -> None:
+        asks = [(w, self._control(w, ("stats",))) for w in self._procs.values() if w.alive and not w.paused]
+        for w, fut in asks:
+            try:
+                processed = fut.result(1.0)
+            except Exception:
+                continue
+            for name, count in processed.items():
+                rec = self._actors.get(name)
+                if rec is not None and rec.worker == w.name:
+                    rec.processed = count
+
+    # -- code on workers ---------------------------------------------------
+    def _targets(self, targets) -> list[_Worker]:
+        if targets is None:
+            return [w for w in self._procs.values() if w.alive]
+        names = [targets] if isinstance(targets, str) else list(targets)
+        out = []
+        for name in names:
+            w = self._procs.get(self._worker_of(name))
+            if w is None or not w.alive:
+                raise ActorDiedError(f"worker {name} is dead")
+            out.append(w)
+        return out
+
+    def _jobs(self, targets, kind: str, payload: bytes, timeout) -> dict:
+        asks = [(w.name, self._control(w, (kind,), payload)) for w in self._targets(targets)]
+        return {name: fut.result(timeout) for name, fut in asks}
+
+    def run(self, fn, *args, targets=None, timeout: float | None = None, **kwargs) -> dict:
+        """Run ``fn(*args, **kwargs)`` once on each live worker (or on ``targets``);
+        {worker: (value, printed text)}."""
+        self._check_open()
+        return self._jobs(targets, "run", dumps((fn, args, kwargs)), timeout)
+
+    def execute(self, source: str, targets=None, timeout: float | None = None) -> dict:
+        """Run Python ``source`` in each worker's own namespace (kept between calls);
+        {worker: (value of the last expression, printed text)}."""
+        self._check_open()
+        compile(source, "<cluster run>", "exec")  # a syntax error is reported here, once
+        return self._jobs(targets, "exec", dumps(source), timeout)
+
+    # -- lifetime ----------------------------------------------------------
+    def stop(self) -> None:
+        """Kill every worker process and wait for it; fail calls still pending."""
+        if self.stopped:
+            return
+        self.stopped = True
+        self._spawner.shutdown(wait=True, cancel_futures=True)  # no restart may start after this
+        for w in list(self._procs.values()):
+            if w.alive:
+                try:
+                    os.kill(w.proc.pid, signal.SIGKILL)
+                except OSError:
+                    pass
+        for w in list(self._procs.values()):
+            self._worker_died(w, restart=False)
+        self._delayer.stop()
+        self._wake()
+        if threading.current_thread() is not self._router:
+            self._router.join(timeout=5)
+        for channel in list(self._channels):
+            channel.close()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+        error = ClusterError("the cluster was stopped")
+        for fut in list(self._pending.values()):
+            fut._resolve(error=error)
+        self._pending.clear()
+        self._changed("stop")
