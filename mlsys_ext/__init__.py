@@ -1,1 +1,20 @@
-"""mlsys_ext: a Jupyter-native lab for machine-learning systems."""
+"""mlsys_ext: a Jupyter-native lab for machine-learning systems.
+
+``%load_ext mlsys_ext`` registers the magics; the topic packages
+(``mlsys_ext.cluster`` ...) are plain Python and work from any script.
+"""
+from ._version import __version__
+
+__all__ = ["__version__", "load_ipython_extension", "unload_ipython_extension"]
+
+
+def load_ipython_extension(ipython) -> None:
+    from .jupyter import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython) -> None:
+    from .jupyter import unload_ipython_extension as unload
+
+    unload(ipython)

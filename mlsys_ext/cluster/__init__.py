@@ -7,7 +7,7 @@
 
 Pure core: no IPython or widget imports (``mlsys_ext.jupyter`` adds those).
 """
-from ._cluster import BACKENDS, Cluster, live_clusters
+from ._cluster import BACKENDS, Cluster, WorkerResult, live_clusters
 from ._context import ActorContext, context
 from ._errors import ActorDiedError, ActorTimeoutError, ClusterError, RemoteError, RemoteTraceback
 from ._future import Future, gather
@@ -24,6 +24,7 @@ __all__ = [
     "Future",
     "RemoteError",
     "RemoteTraceback",
+    "WorkerResult",
     "context",
     "gather",
     "live_clusters",

@@ -5,6 +5,7 @@ import atexit
 import itertools
 import os
 import threading
+import time
 import weakref
 from collections import deque
 from dataclasses import dataclass, field
@@ -50,6 +51,21 @@ class ActorRecord:
     @property
     def can_restart(self) -> bool:
         return self.max_restarts < 0 or self.restarts < self.max_restarts
+
+
+@dataclass(frozen=True)
+class WorkerResult:
+    """What ``run``/``execute`` gave on one worker: a value or an error, and what was printed."""
+
+    value: object
+    error: BaseException | None
+    stdout: str
+
+    def get(self):
+        """The value, or the worker's error raised here."""
+        if self.error is not None:
+            raise self.error
+        return self.value
 
 
 class Cluster:
@@ -235,9 +251,9 @@ class Cluster:
             rows = rows[-n:] if n > 0 else []
         return pd.DataFrame(rows, columns=["time", "kind", "src", "dst", "method", "bytes", "fate"])
 
-    def message_rate(self, seconds: int = 60) -> list[tuple[int, int]]:
-        """Messages per second over the last ``seconds`` seconds."""
-        return self._net.rate(seconds)
+    def elapsed(self) -> float:
+        """Seconds since the cluster started: the clock of ``trace()``'s time column."""
+        return time.monotonic() - self._net.t0
 
     def logs(self, name: str) -> str:
         """Everything actor ``name`` printed (the most recent lines)."""
@@ -308,10 +324,13 @@ class Cluster:
     def resume(self, name: str) -> None:
         raise NotImplementedError
 
-    def run(self, fn, *args, targets=None, **kwargs) -> dict:
+    def run(self, fn, *args, targets=None, timeout=None, **kwargs) -> dict[str, WorkerResult]:
+        """Run ``fn(*args, **kwargs)`` once on each live worker (or on ``targets``)."""
         raise NotImplementedError
 
-    def execute(self, source: str, targets=None) -> dict:
+    def execute(self, source: str, targets=None, timeout=None) -> dict[str, WorkerResult]:
+        """Run Python ``source`` on each live worker in a namespace kept between calls;
+        the value is that of the last line if it is an expression."""
         raise NotImplementedError
 
     def stop(self) -> None:

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import mlsys_ext
 
-from ._cluster import ActorRecord, Cluster
+from ._cluster import ActorRecord, Cluster, WorkerResult
 from ._errors import ActorDiedError, ClusterError
 from ._future import Future, failed_future
 from ._handle import decoding_for
@@ -432,19 +432,24 @@ class LocalCluster(Cluster):
             out.append(w)
         return out
 
-    def _jobs(self, targets, kind: str, payload: bytes, timeout) -> dict:
+    def _jobs(self, targets, kind: str, payload: bytes, timeout) -> dict[str, WorkerResult]:
         asks = [(w.name, self._control(w, (kind,), payload)) for w in self._targets(targets)]
-        return {name: fut.result(timeout) for name, fut in asks}
+        results = {}
+        for name, fut in asks:
+            try:
+                value, printed = fut.result(timeout)
+                results[name] = WorkerResult(value, None, printed)
+            except Exception as exc:
+                results[name] = WorkerResult(None, exc, "")
+        return results
 
     def run(self, fn, *args, targets=None, timeout: float | None = None, **kwargs) -> dict:
-        """Run ``fn(*args, **kwargs)`` once on each live worker (or on ``targets``);
-        {worker: (value, printed text)}."""
+        """Run ``fn(*args, **kwargs)`` once on each live worker (or on ``targets``)."""
         self._check_open()
         return self._jobs(targets, "run", dumps((fn, args, kwargs)), timeout)
 
     def execute(self, source: str, targets=None, timeout: float | None = None) -> dict:
-        """Run Python ``source`` in each worker's own namespace (kept between calls);
-        {worker: (value of the last expression, printed text)}."""
+        """Run Python ``source`` in each worker's own namespace, kept between calls."""
         self._check_open()
         compile(source, "<cluster run>", "exec")  # a syntax error is reported here, once
         return self._jobs(targets, "exec", dumps(source), timeout)

@@ -61,7 +61,6 @@ class Network:
         self.t0 = time.monotonic()
         self.sent: dict[str, int] = {}
         self.received: dict[str, int] = {}
-        self._per_second: deque = deque(maxlen=600)  # [second, count] pairs
         self._clean = True
 
     # -- configuration -------------------------------------------------
@@ -161,19 +160,6 @@ class Network:
             self.sent[src] = self.sent.get(src, 0) + 1
             if fate != "dropped":
                 self.received[dst] = self.received.get(dst, 0) + 1
-            second = int(now)
-            ps = self._per_second
-            if ps and ps[-1][0] == second:
-                ps[-1][1] += 1
-            else:
-                ps.append([second, 1])
-
-    def rate(self, seconds: int = 60) -> list[tuple[int, int]]:
-        """(second since start, messages) for the last ``seconds`` seconds, zeros filled in."""
-        now = int(time.monotonic() - self.t0)
-        with self._lock:
-            counts = {s: c for s, c in self._per_second}
-        return [(s, counts.get(s, 0)) for s in range(max(0, now - seconds + 1), now + 1)]
 
 
 class Delayer(threading.Thread):

@@ -1,0 +1,16 @@
+"""The Jupyter wing: magics and panels over the pure cores. Only this package imports IPython."""
+from .cluster_panel import ClusterPanel
+from .magics import MlsysMagics
+
+__all__ = ["ClusterPanel", "MlsysMagics", "load_ipython_extension", "unload_ipython_extension"]
+
+
+def load_ipython_extension(ipython) -> None:
+    ipython.register_magics(MlsysMagics)
+
+
+def unload_ipython_extension(ipython) -> None:
+    magics = ipython.magics_manager.registry.get("MlsysMagics")
+    if magics is not None and magics.current is not None:
+        magics.current.stop()
+        magics.current = None

@@ -1,0 +1,138 @@
+"""The ``%cluster`` panel: live actor table, fault buttons, network sliders, message rate."""
+from __future__ import annotations
+
+import io
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import ipywidgets as widgets
+
+from ..cluster import Cluster
+
+ACTIONS = ("kill", "restart", "pause", "resume")
+
+
+def rate_by_fate(trace, now: float, seconds: int = 60):
+    """Per-second counts of messages sent and delivered (from ``cluster.trace()``) over the last ``seconds``."""
+    start = int(now) - seconds + 1
+    sent = [0] * seconds
+    delivered = [0] * seconds
+    for t, fate in zip(trace["time"], trace["fate"]):
+        i = int(t) - start
+        if 0 <= i < seconds and fate != "duplicated":
+            sent[i] += 1
+            if fate != "dropped":
+                delivered[i] += 1
+    return list(range(start, start + seconds)), sent, delivered
+
+
+def render_rate_png(seconds, sent, delivered, drop: float) -> bytes:
+    """Bars: messages sent per second; line: delivered; dashed: what theory expects, sent x (1 - drop)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 2.2), dpi=90)
+    ax = fig.add_subplot()
+    ax.bar(seconds, sent, width=1.0, color="#c8c8c8", label="sent")
+    ax.plot(seconds, delivered, color="#1f77b4", label="delivered (measured)")
+    ax.plot(seconds, [s * (1.0 - drop) for s in sent], "--", color="#d62728", label=f"expected: sent x (1 - {drop:g})")
+    ax.set_xlabel("seconds since start")
+    ax.set_ylabel("messages / s")
+    ax.legend(loc="upper left", fontsize=7, frameon=False)
+    fig.tight_layout()
+    out = io.BytesIO()
+    fig.savefig(out, format="png")
+    return out.getvalue()
+
+
+class ClusterPanel(widgets.VBox):
+    """Actor table refreshed live, kill/restart/pause/resume buttons, drop and delay sliders.
+
+    Actions run on a background thread so the kernel keeps answering widget
+    messages; sliders only report when released (``continuous_update=False``).
+    """
+
+    def __init__(self, cluster: Cluster, refresh_interval: float | None = 1.0):
+        self.cluster = cluster
+        self.table = widgets.HTML()
+        self.actor = widgets.Dropdown(description="actor", options=cluster.actors)
+        self.buttons = {a: widgets.Button(description=a, layout=widgets.Layout(width="80px")) for a in ACTIONS}
+        faults = cluster.network()["default"]
+        self.drop = widgets.FloatSlider(value=faults.drop, min=0.0, max=1.0, step=0.01, description="drop",
+                                        continuous_update=False, readout_format=".2f")
+        self.delay = widgets.IntRangeSlider(value=[round(d * 1000) for d in faults.delay], min=0, max=1000,
+                                            description="delay ms", continuous_update=False)
+        self.plot = widgets.Image(format="png")
+        self.message = widgets.Label()
+        self.last_action = None
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="cluster-panel")
+        for action, button in self.buttons.items():
+            button.on_click(lambda _b, a=action: self.act(a))
+        self.drop.observe(self._apply_network, names="value")
+        self.delay.observe(self._apply_network, names="value")
+        super().__init__([
+            self.table,
+            widgets.HBox([self.actor, *self.buttons.values()]),
+            widgets.HBox([self.drop, self.delay]),
+            self.plot,
+            self.message,
+        ])
+        self._stop = threading.Event()
+        self._unsubscribe = cluster.on_change(lambda _c, _e: self._stop.is_set() or self.refresh())
+        self.refresh()
+        if refresh_interval:
+            threading.Thread(target=self._refresh_loop, args=(refresh_interval,), daemon=True,
+                             name="cluster-panel-refresh").start()
+
+    def act(self, action: str):
+        """Run ``cluster.<action>(selected actor)`` off the kernel's main thread."""
+        name = self.actor.value
+        if not name:
+            self.message.value = "no actor selected"
+            return None
+        self.message.value = f"{action} {name} ..."
+        self.last_action = self._executor.submit(self._run_action, action, name)
+        return self.last_action
+
+    def _run_action(self, action: str, name: str) -> None:
+        try:
+            getattr(self.cluster, action)(name)
+            self.message.value = f"{action} {name}: done"
+        except Exception as exc:
+            self.message.value = f"{action} {name} failed: {exc}"
+        self.refresh()
+
+    def _apply_network(self, _change=None) -> None:
+        lo, hi = self.delay.value
+        try:
+            self.cluster.set_network(drop=self.drop.value, delay=(lo / 1000.0, hi / 1000.0))
+            self.message.value = f"network: drop {self.drop.value:.2f}, delay {lo}-{hi} ms"
+        except Exception as exc:
+            self.message.value = f"network not changed: {exc}"
+
+    def refresh(self) -> None:
+        """Redraw the table and the message-rate plot from the cluster's state."""
+        if self.cluster.stopped:
+            self.table.value = "<i>the cluster is stopped</i>"
+            return
+        names = self.cluster.actors
+        if list(self.actor.options) != names:
+            self.actor.options = names
+        self.table.value = self.cluster.status().to_html(index=False, border=0)
+        rates = rate_by_fate(self.cluster.trace(), self.cluster.elapsed())
+        self.plot.value = render_rate_png(*rates, drop=self.drop.value)
+
+    def _refresh_loop(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            if self.cluster.stopped:
+                self.refresh()
+                return
+            try:
+                self.refresh()
+            except Exception as exc:  # the panel must outlive a transient error
+                self.message.value = f"refresh failed: {exc}"
+
+    def close(self) -> None:
+        self._stop.set()
+        self._unsubscribe()
+        self._executor.shutdown(wait=False)
+        super().close()

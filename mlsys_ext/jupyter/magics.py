@@ -1,0 +1,173 @@
+"""``%mlsys`` and ``%cluster``: thin wrappers over ``mlsys_ext.cluster``.
+
+Every bad argument or refused action becomes a UsageError, which IPython
+prints as one line (here: the problem, then the usage) without a traceback.
+"""
+from __future__ import annotations
+
+import re
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.display import display
+
+from ..cluster import BACKENDS, Cluster, ClusterError
+from .._environment import environment, format_environment
+
+COMMANDS = ("start", "status", "stop", "kill", "restart", "pause", "resume",
+            "partition", "heal", "net", "trace", "run")
+CLUSTER_USAGE = (
+    "usage: %cluster [start [N] [--backend local|ray] [--address A] | status | stop | "
+    "kill|restart|pause|resume NAME | partition a,b | c | heal | "
+    "net [--drop P] [--delay 0-27ms] [--duplicate P] [--link a,b] | trace [-n 20]]; "
+    "%%cluster run [--targets w0,w1]"
+)
+_DELAY = re.compile(r"^\s*([0-9.]+)\s*(?:-\s*([0-9.]+))?\s*(ms|s)?\s*$")
+
+
+def parse_delay(text: str) -> tuple[float, float]:
+    """'0-27ms' -> (0.0, 0.027); '5ms' -> (0.005, 0.005); '0.1' -> seconds."""
+    m = _DELAY.match(text)
+    if not m:
+        raise UsageError(f"--delay {text!r}: expected seconds or a range such as 0-27ms or 0.1-0.2s")
+    lo = float(m.group(1))
+    hi = float(m.group(2)) if m.group(2) else lo
+    scale = 1e-3 if m.group(3) == "ms" else 1.0
+    return lo * scale, hi * scale
+
+
+def parse_groups(words: list[str]) -> list[list[str]]:
+    """'a,b | c' -> [['a', 'b'], ['c']]."""
+    groups = [[n.strip() for n in part.split(",") if n.strip()] for part in " ".join(words).split("|")]
+    if len(groups) < 2 or not all(groups):
+        raise UsageError("partition needs groups separated by '|', e.g. %cluster partition a,b | c")
+    return groups
+
+
+@magics_class
+class MlsysMagics(Magics):
+    """Holds the notebook's current cluster; every action is one call on it."""
+
+    def __init__(self, shell):
+        super().__init__(shell)
+        self.current: Cluster | None = None
+
+    @line_magic
+    def mlsys(self, line: str = ""):
+        """Show the version, the magics, CPU and threading facts, and GPU/Ray availability."""
+        if line.strip():
+            raise UsageError(f"%mlsys takes no arguments, got {line.strip()!r}\nusage: %mlsys")
+        print(format_environment(environment()))
+
+    def _current(self) -> Cluster:
+        if self.current is None or self.current.stopped:
+            raise UsageError("no cluster is running: start one with %cluster start 4")
+        return self.current
+
+    @magic_arguments()
+    @argument("command", nargs="?", help=f"one of: {', '.join(COMMANDS)}; none shows the panel")
+    @argument("names", nargs="*", help="worker count (start), actor or worker (kill ...), groups (partition)")
+    @argument("-n", type=int, default=None, help="workers to start, or trace rows to show")
+    @argument("--backend", default="local", help=f"start: one of {', '.join(BACKENDS)}")
+    @argument("--address", default=None, help="start --backend ray: an existing Ray cluster")
+    @argument("--drop", type=float, default=None, help="net: drop probability")
+    @argument("--delay", default=None, help="net: delay, e.g. 0-27ms")
+    @argument("--duplicate", type=float, default=None, help="net: duplicate probability")
+    @argument("--link", default=None, help="net: only between two endpoints, e.g. a,b")
+    @argument("--targets", default=None, help="run: comma-separated workers (default: all)")
+    @line_cell_magic
+    def cluster(self, line: str = "", cell: str | None = None):
+        """Start, inspect and break a cluster of actors. `%cluster` alone opens the panel."""
+        try:
+            args = parse_argstring(MlsysMagics.cluster, line)
+            if args.command is not None and args.command not in COMMANDS:
+                raise UsageError(f"unknown command {args.command!r}")
+            if (cell is not None) != (args.command == "run"):
+                raise UsageError("run is a cell magic (%%cluster run), and the cell magic only takes run")
+            return self._dispatch(args.command, args, cell)
+        except (UsageError, ClusterError, ValueError, TypeError) as exc:
+            raise UsageError(f"{exc}\n{CLUSTER_USAGE}") from None
+
+    def _dispatch(self, command, args, cell):
+        if command is None:
+            from .cluster_panel import ClusterPanel
+
+            panel = ClusterPanel(self._current())
+            display(panel)
+            return None
+        if command == "start":
+            return self._start(args)
+        if command in ("kill", "restart", "pause", "resume"):
+            if len(args.names) != 1:
+                raise UsageError(f"%cluster {command} takes one actor or worker name")
+            getattr(self._current(), command)(args.names[0])
+            return None
+        if command == "partition":
+            self._current().partition(*parse_groups(args.names))
+            return None
+        if args.names:
+            raise UsageError(f"%cluster {command} takes no names, got {' '.join(args.names)!r}")
+        cluster = self._current()
+        if command == "status":
+            return cluster.status()
+        if command == "stop":
+            cluster.stop()
+            self.current = None
+            return None
+        if command == "heal":
+            cluster.heal()
+            return None
+        if command == "net":
+            return self._net(cluster, args)
+        if command == "trace":
+            return cluster.trace(20 if args.n is None else args.n)
+        return self._run(cluster, args, cell)
+
+    def _start(self, args) -> Cluster:
+        if len(args.names) > 1 or (args.names and args.n is not None):
+            raise UsageError("give the worker count once: %cluster start 4 or %cluster start -n 4")
+        n = args.n
+        if args.names:
+            if not args.names[0].isdigit():
+                raise UsageError(f"worker count must be a whole number, got {args.names[0]!r}")
+            n = int(args.names[0])
+        if args.backend not in BACKENDS:
+            raise UsageError(f"--backend must be one of {', '.join(BACKENDS)}, got {args.backend!r}")
+        if self.current is not None:
+            self.current.stop()  # re-running start replaces the old cluster cleanly
+            self.current = None
+        options = {"address": args.address} if args.address else {}
+        self.current = Cluster(n, backend=args.backend, **options)
+        return self.current
+
+    def _net(self, cluster: Cluster, args):
+        if args.drop is None and args.delay is None and args.duplicate is None:
+            return cluster.network()
+        link = None
+        if args.link:
+            link = [n.strip() for n in args.link.split(",")]
+            if len(link) != 2:
+                raise UsageError(f"--link takes two endpoints, e.g. --link a,b; got {args.link!r}")
+        cluster.set_network(
+            drop=args.drop or 0.0,
+            delay=parse_delay(args.delay) if args.delay else 0.0,
+            duplicate=args.duplicate or 0.0,
+            link=link,
+        )
+        return None
+
+    def _run(self, cluster: Cluster, args, cell: str):
+        targets = [t.strip() for t in args.targets.split(",")] if args.targets else None
+        try:
+            compile(cell, "<%%cluster run>", "exec")
+        except SyntaxError as exc:
+            raise UsageError(f"the cell does not parse: {exc}") from None
+        for worker, result in cluster.execute(cell, targets).items():
+            if result.stdout:
+                print(f"[{worker}] " + result.stdout.rstrip("\n").replace("\n", f"\n[{worker}] "))
+            if result.error is not None:
+                print(f"[{worker}] {type(result.error).__name__}: {result.error}")
+            elif result.value is not None:
+                print(f"[{worker}] Out: {result.value!r}")
+        return None

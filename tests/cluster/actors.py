@@ -1,0 +1,77 @@
+"""Actor classes importable by workers (tests of notebook-defined classes define their own)."""
+import os
+import time
+
+from mlsys_ext.cluster import context
+
+
+class Counter:
+    def __init__(self, start=0):
+        self.n = start
+
+    def incr(self, k=1):
+        self.n += k
+        return self.n
+
+    def value(self):
+        return self.n
+
+    def pid(self):
+        return os.getpid()
+
+    def fail(self, message):
+        raise ValueError(message)
+
+    def shout(self, text):
+        print(text)
+        return len(text)
+
+    def sleep(self, seconds):
+        time.sleep(seconds)
+        return seconds
+
+
+class Relay:
+    """Calls or messages another actor: actor-to-actor traffic."""
+
+    def __init__(self):
+        self.got = []
+
+    def call(self, other, k):
+        return other.incr.remote(k).result()
+
+    def call_by_name(self, name, k):
+        return context().handle(name).incr.remote(k).result()
+
+    def tell(self, other, k):
+        other.incr.send(k)
+
+    def receive(self, item):
+        self.got.append(item)
+
+    def received(self):
+        return list(self.got)
+
+
+class Ticker:
+    """Arms a timer that re-arms itself: time-driven behaviour inside an actor."""
+
+    def __init__(self):
+        self.ticks = 0
+
+    def start(self, n, every):
+        self.left = n
+        context().set_timer(every, "tick", every)
+
+    def tick(self, every):
+        self.ticks += 1
+        self.left -= 1
+        if self.left > 0:
+            context().set_timer(every, "tick", every)
+
+    def count(self):
+        return self.ticks
+
+    def arm_and_cancel(self):
+        timer = context().set_timer(0.05, "tick", 1.0)
+        context().cancel_timer(timer)

@@ -1,0 +1,376 @@
+"""The local backend with real worker processes: calls, actors calling actors, timers, faults."""
+import os
+import signal
+import time
+
+import pytest
+
+from mlsys_ext.cluster import (ActorDiedError, ActorTimeoutError, Cluster, ClusterError, RemoteError,
+                               RemoteTraceback, context)
+from tests.conftest import pid_alive, wait_until
+
+from .actors import Counter, Relay, Ticker
+
+
+def test_calls_return_values_in_order(cluster):
+    c = cluster.spawn(Counter, 10, name="c0")
+    assert c.incr.remote(5).result(timeout=5) == 15
+    assert cluster.gather([c.incr.remote(1) for _ in range(100)]) == list(range(16, 116))
+
+
+def test_workers_are_separate_processes_and_placement_is_round_robin(cluster):
+    handles = [cluster.spawn(Counter, name=f"c{i}") for i in range(4)]
+    pids = [h.pid.remote().result() for h in handles]
+    assert os.getpid() not in pids
+    assert pids[0] == pids[2] != pids[1] == pids[3]
+    assert list(cluster.status()["worker"]) == ["w0", "w1", "w0", "w1"]
+    pinned = cluster.spawn(Counter, name="pinned", worker="w1")
+    assert pinned.pid.remote().result() == pids[1]
+
+
+def test_remote_exception_is_reraised_with_remote_traceback(cluster):
+    c = cluster.spawn(Counter)
+    with pytest.raises(ValueError, match="broken on purpose") as info:
+        c.fail.remote("broken on purpose").result()
+    assert isinstance(info.value.__cause__, RemoteTraceback)
+    assert "in fail" in info.value.__cause__.text
+    assert c.incr.remote().result() == 1  # the actor survives its own exceptions
+
+
+def test_unpicklable_remote_exception_still_reports(cluster):
+    class Odd(Exception):
+        def __init__(self, a, b):
+            super().__init__(a)
+            self.lock = __import__("threading").Lock()
+
+    class Raiser:
+        def go(self):
+            raise Odd("x", "y")
+
+    r = cluster.spawn(Raiser)
+    with pytest.raises(RemoteError, match="Odd"):
+        r.go.remote().result()
+
+
+def test_unknown_method_and_direct_call_are_clear(cluster):
+    c = cluster.spawn(Counter, name="c0")
+    with pytest.raises(AttributeError, match="has no method 'nope'"):
+        c.nope.remote().result()
+    with pytest.raises(TypeError, match=r"\.remote"):
+        c.incr(1)
+    with pytest.raises(ClusterError, match="no actor named 'ghost'"):
+        cluster.handle("ghost")
+
+
+def test_spawn_validates_its_arguments(cluster):
+    with pytest.raises(TypeError, match="needs a class"):
+        cluster.spawn(Counter(), name="x")
+    cluster.spawn(Counter, name="dup")
+    with pytest.raises(ClusterError, match="exists already"):
+        cluster.spawn(Counter, name="dup")
+    with pytest.raises(ClusterError, match="no worker named 'w9'"):
+        cluster.spawn(Counter, worker="w9")
+    with pytest.raises(ValueError, match="max_restarts"):
+        cluster.spawn(Counter, max_restarts=-2)
+    with pytest.raises(ClusterError, match="reserved"):
+        cluster.spawn(Counter, name="w0")
+
+
+def test_constructor_error_reaches_spawn(cluster):
+    class Broken:
+        def __init__(self):
+            raise RuntimeError("no way")
+
+    with pytest.raises(RuntimeError, match="no way"):
+        cluster.spawn(Broken, name="broken")
+    assert "broken" not in cluster.actors
+
+
+@pytest.mark.parametrize("n", [0, -1, 1.5, "2"])
+def test_cluster_rejects_bad_sizes(n):
+    with pytest.raises(ValueError, match="n \\(the number of workers\\)"):
+        Cluster(n)
+
+
+def test_unknown_backend_is_refused():
+    with pytest.raises(ValueError, match="backend must be one of"):
+        Cluster(1, backend="mpi")
+
+
+def test_actor_calls_actor_through_a_passed_handle(cluster):
+    c = cluster.spawn(Counter, 100, name="c", worker="w0")
+    r = cluster.spawn(Relay, name="r", worker="w1")
+    assert r.call.remote(c, 5).result() == 105
+    assert r.call_by_name.remote("c", 1).result() == 106
+    r.tell.remote(c, 10).result()
+    wait_until(lambda: c.value.remote().result() == 116)
+    kinds = set(cluster.trace()[lambda t: t.src == "r"]["kind"])
+    assert {"call", "send"} <= kinds
+
+
+def test_one_way_sends_arrive_in_order(cluster):
+    r = cluster.spawn(Relay)
+    for i in range(50):
+        r.receive.send(i)
+    wait_until(lambda: r.received.remote().result() == list(range(50)))
+
+
+def test_handles_returned_by_actors_work_in_the_driver(cluster):
+    class Maker:
+        def peer(self):
+            return context().handle("c")
+
+    c = cluster.spawn(Counter, name="c")
+    m = cluster.spawn(Maker)
+    peer = m.peer.remote().result()
+    assert peer == c
+    assert peer.incr.remote(2).result() == 2
+
+
+def test_timers_drive_an_actor(cluster):
+    t = cluster.spawn(Ticker)
+    t.start.remote(5, 0.01).result()
+    wait_until(lambda: t.count.remote().result() == 5)
+    t.arm_and_cancel.remote().result()
+    time.sleep(0.2)
+    assert t.count.remote().result() == 5
+
+
+def test_context_outside_an_actor_is_an_error():
+    with pytest.raises(ClusterError, match="inside an actor"):
+        context()
+
+
+def test_print_reaches_driver_and_logs(cluster, capsys):
+    c = cluster.spawn(Counter, name="loud")
+    assert c.shout.remote("hello from the actor").result() == 20
+    wait_until(lambda: "hello from the actor" in cluster.logs("loud"))
+    wait_until(lambda: "(loud) hello from the actor" in capsys.readouterr().out)
+
+
+# -- faults ---------------------------------------------------------------------
+
+def test_kill_fails_pending_and_new_calls_at_once(cluster):
+    c = cluster.spawn(Counter, name="c0")
+    slow = c.sleep.remote(30)
+    cluster.kill("c0")
+    with pytest.raises(ActorDiedError):
+        slow.result(timeout=5)
+    with pytest.raises(ActorDiedError, match="restart it"):
+        c.incr.remote().result(timeout=5)
+    assert cluster.status().set_index("name").loc["c0", "state"] == "dead"
+
+
+def test_kill_by_worker_kills_every_actor_on_it(cluster):
+    a = cluster.spawn(Counter, name="a", worker="w0")
+    b = cluster.spawn(Counter, name="b", worker="w0")
+    other = cluster.spawn(Counter, name="o", worker="w1")
+    cluster.kill("w0")
+    states = cluster.status().set_index("name")["state"]
+    assert states["a"] == states["b"] == "dead" and states["o"] == "alive"
+    assert other.incr.remote().result() == 1
+    for h in (a, b):
+        with pytest.raises(ActorDiedError):
+            h.incr.remote().result()
+
+
+def test_max_restarts_rebuilds_from_original_arguments(cluster):
+    c = cluster.spawn(Counter, 10, name="c0", max_restarts=1)
+    first_pid = c.pid.remote().result()
+    c.incr.remote(5).result()
+    cluster.kill("c0")
+    assert c.incr.remote(0).result(timeout=10) == 10  # held until it is back, state reset
+    assert c.pid.remote().result() != first_pid
+    assert not pid_alive(first_pid)
+    row = cluster.status().set_index("name").loc["c0"]
+    assert (row["state"], row["restarts"]) == ("alive", 1)
+    cluster.kill("c0")  # no restarts left
+    with pytest.raises(ActorDiedError):
+        c.incr.remote().result(timeout=5)
+
+
+def test_restart_brings_a_dead_worker_back(cluster):
+    c = cluster.spawn(Counter, 3, name="c0")
+    cluster.kill("c0")
+    cluster.restart("c0")
+    assert c.incr.remote(1).result() == 4
+    assert cluster.status().set_index("name").loc["c0", "restarts"] == 1
+
+
+def test_restart_of_a_live_actor_replaces_its_process(cluster):
+    c = cluster.spawn(Counter, name="c0")
+    pid = c.pid.remote().result()
+    c.incr.remote(7).result()
+    cluster.restart("c0")
+    assert c.value.remote().result() == 0
+    assert c.pid.remote().result() != pid
+
+
+def test_pause_freezes_and_resume_delivers(cluster):
+    c = cluster.spawn(Counter, name="c0")
+    pid = c.pid.remote().result()
+    cluster.pause("c0")
+    with open(f"/proc/{pid}/stat") as f:
+        assert f.read().split(")")[-1].split()[0] == "T"  # stopped by SIGSTOP
+    pending = c.incr.remote(1)
+    with pytest.raises(ActorTimeoutError, match="paused"):
+        c.incr.remote(1).result(timeout=0.3)
+    assert not pending.done()
+    cluster.resume("c0")
+    assert pending.result(timeout=5) in (1, 2)
+    assert c.value.remote().result() == 2  # both calls ran after resume
+
+
+def test_partition_cuts_between_groups_only(cluster):
+    a = cluster.spawn(Counter, name="a", worker="w0")
+    r = cluster.spawn(Relay, name="r", worker="w1")
+    cluster.partition(["a"], ["r"])
+    with pytest.raises(ActorTimeoutError):
+        r.call.remote(a, 1).result(timeout=5)  # r's own wait times out after the cluster timeout
+    assert a.incr.remote(0).result() in (0,)  # the driver is in no group: still reaches a
+    cluster.heal()
+    assert r.call.remote(a, 1).result() == 1
+    dropped = cluster.trace()[lambda t: (t.src == "r") & (t.dst == "a")]
+    assert "dropped" in set(dropped["fate"])
+
+
+def test_partition_by_worker_and_driver(cluster):
+    a = cluster.spawn(Counter, name="a", worker="w0")
+    cluster.partition(["driver"], ["w0"])
+    with pytest.raises(ActorTimeoutError):
+        a.incr.remote().result(timeout=0.3)
+    cluster.heal()
+    assert a.value.remote().result() == 0  # the cut request never arrived
+
+
+def test_drop_all_then_none(cluster):
+    c = cluster.spawn(Counter, name="c0")
+    cluster.set_network(drop=1.0)
+    with pytest.raises(ActorTimeoutError, match="dropped"):
+        c.incr.remote().result(timeout=0.2)
+    cluster.set_network(drop=0.0)
+    assert c.value.remote().result() == 0
+    fates = cluster.trace()["fate"].tolist()
+    assert fates[0] == "dropped" and fates[-1] == "delivered"
+
+
+def test_drop_rate_is_about_right(cluster):
+    r = cluster.spawn(Relay)
+    cluster.set_network(drop=0.3)
+    for i in range(1000):
+        r.receive.send(i)
+    cluster.set_network()
+    trace = cluster.trace()
+    sends = trace[trace.kind == "send"]
+    dropped = (sends.fate == "dropped").mean()
+    assert 0.22 < dropped < 0.38
+    delivered = sends[sends.fate != "dropped"].shape[0]
+    wait_until(lambda: len(r.received.remote().result()) == delivered)
+
+
+def test_delay_reorders_and_duplicate_doubles(cluster):
+    r = cluster.spawn(Relay)
+    cluster.set_network(delay=(0.0, 0.05))
+    for i in range(40):
+        r.receive.send(i)
+    wait_until(lambda: len(r.received.remote().result()) == 40)
+    got = r.received.remote().result()
+    assert sorted(got) == list(range(40)) and got != list(range(40))
+    assert "delayed" in set(cluster.trace()["fate"])
+    cluster.set_network(duplicate=1.0)
+    r2 = cluster.spawn(Relay)
+    r2.receive.send("x")
+    wait_until(lambda: r2.received.remote().result() == ["x", "x"])
+
+
+def test_per_link_faults_leave_other_links_alone(cluster):
+    a = cluster.spawn(Counter, name="a")
+    b = cluster.spawn(Counter, name="b")
+    cluster.set_network(drop=1.0, link=("driver", "a"))
+    with pytest.raises(ActorTimeoutError):
+        a.incr.remote().result(timeout=0.2)
+    assert b.incr.remote().result() == 1
+    cluster.set_network(drop=0.0, link=("driver", "a"))
+    assert a.value.remote().result() == 0
+
+
+def test_network_settings_are_validated(cluster):
+    cluster.spawn(Counter, name="a")
+    with pytest.raises(ValueError, match="drop must be a probability"):
+        cluster.set_network(drop=1.5)
+    with pytest.raises(ValueError, match="delay must satisfy"):
+        cluster.set_network(delay=(0.2, 0.1))
+    with pytest.raises(ClusterError, match="neither a worker"):
+        cluster.partition(["a"], ["nobody"])
+    with pytest.raises(ValueError, match="more than one partition group"):
+        cluster.partition(["a"], ["a"])
+    with pytest.raises(ValueError, match="at least two groups"):
+        cluster.partition(["a"])
+
+
+def test_status_and_trace_frames(cluster):
+    c = cluster.spawn(Counter, name="c0")
+    for _ in range(3):
+        c.incr.remote().result()
+    status = cluster.status()
+    assert list(status.columns) == ["name", "class", "worker", "pid", "state", "restarts",
+                                    "queue", "msgs_in", "msgs_out"]
+    row = status.set_index("name").loc["c0"]
+    assert (row["class"], row["msgs_in"], row["msgs_out"], row["queue"]) == ("Counter", 3, 3, 0)
+    trace = cluster.trace()
+    assert list(trace.columns) == ["time", "kind", "src", "dst", "method", "bytes", "fate"]
+    assert trace["kind"].tolist() == ["call", "reply"] * 3
+    assert len(cluster.trace(2)) == 2
+
+
+def test_queue_depth_counts_waiting_messages(cluster):
+    c = cluster.spawn(Counter, name="c0")
+    c.sleep.send(0.5)
+    for _ in range(5):
+        c.incr.send(1)
+    assert cluster.status().set_index("name").loc["c0", "queue"] >= 5
+    wait_until(lambda: cluster.status().set_index("name").loc["c0", "queue"] == 0)
+
+
+def test_trace_is_bounded():
+    with Cluster(1, trace_size=50) as cl:
+        c = cl.spawn(Counter)
+        cl.gather([c.incr.remote() for _ in range(100)])
+        assert len(cl.trace()) == 50
+
+
+def test_run_and_execute_on_every_worker(cluster):
+    results = cluster.run(os.getpid)
+    assert set(results) == {"w0", "w1"}
+    assert len({r.get() for r in results.values()}) == 2
+    cluster.execute("x = 41")
+    out = cluster.execute("print('hi from', worker)\nx + 1", targets=["w1"])
+    assert out["w1"].get() == 42 and out["w1"].stdout == "hi from w1\n"
+    bad = cluster.execute("1/0")
+    assert all(isinstance(r.error, ZeroDivisionError) for r in bad.values())
+    with pytest.raises(SyntaxError):
+        cluster.execute("def (")
+
+
+def test_calls_after_stop_are_refused():
+    cl = Cluster(1)
+    c = cl.spawn(Counter)
+    cl.stop()
+    with pytest.raises(ClusterError, match="stopped"):
+        cl.spawn(Counter)
+    with pytest.raises(ActorDiedError):
+        c.incr.remote().result()
+    cl.stop()  # idempotent
+
+
+def test_pause_of_dead_worker_is_refused(cluster):
+    cluster.spawn(Counter, name="c0")
+    cluster.kill("c0")
+    with pytest.raises(ActorDiedError, match="restart"):
+        cluster.pause("c0")
+
+
+def test_ctrl_c_style_sigint_does_not_kill_workers(cluster):
+    c = cluster.spawn(Counter, name="c0")
+    os.kill(c.pid.remote().result(), signal.SIGINT)
+    assert c.incr.remote().result() == 1
