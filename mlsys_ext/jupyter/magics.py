@@ -71,7 +71,7 @@ class MlsysMagics(Magics):
     @argument("-n", type=int, default=None, help="workers to start, or trace rows to show")
     @argument("--backend", default="local", help=f"start: one of {', '.join(BACKENDS)}")
     @argument("--address", default=None, help="start --backend ray: an existing Ray cluster")
-    @argument("--drop", type=float, default=None, help="net: drop probability")
+    @argument("--drop", type=float, default=None, help="net: drop probability (net sets drop, delay and duplicate; those not given become 0)")
     @argument("--delay", default=None, help="net: delay, e.g. 0-27ms")
     @argument("--duplicate", type=float, default=None, help="net: duplicate probability")
     @argument("--link", default=None, help="net: only between two endpoints, e.g. a,b")

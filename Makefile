@@ -1,0 +1,23 @@
+# The README's two commands: `make lab` (HEADLESS=1 to execute every demo instead) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: lab test
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test,ray]'
+	touch $(STAMP)
+
+lab: $(STAMP)
+ifeq ($(HEADLESS),1)
+	$(BIN)/jupyter execute --timeout=600 demos/*.ipynb
+else
+	$(BIN)/jupyter lab demos/00_tour.ipynb
+endif
+
+test: $(STAMP)
+	$(BIN)/python -m pytest

@@ -1,0 +1,25 @@
+"""Every notebook in demos/ executes top to bottom without an error."""
+import pathlib
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+DEMOS = sorted((pathlib.Path(__file__).parent.parent / "demos").glob("*.ipynb"))
+
+
+def test_the_tour_exists_and_lists_every_lab():
+    names = [p.name for p in DEMOS]
+    assert "00_tour.ipynb" in names
+    tour = (DEMOS[0].parent / "00_tour.ipynb").read_text()
+    for name in names[1:]:
+        assert name in tour, f"the tour does not mention {name}"
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("path", DEMOS, ids=[p.stem for p in DEMOS])
+def test_demo_executes(path, tmp_path):
+    book = nbformat.read(path, as_version=4)
+    NotebookClient(book, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    errors = [o for cell in book.cells if cell.cell_type == "code" for o in cell.outputs if o.output_type == "error"]
+    assert not errors
