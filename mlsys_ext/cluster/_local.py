@@ -220,7 +220,7 @@ class LocalCluster(Cluster):
             _, msg_id, src, dst, method = header
             target = self._actors.get(dst)
             if target is None or target.state == "dead":
-                self._net.decide(kind, src, dst, method, len(payload))
+                self._net.refuse(kind, src, dst, method, len(payload))
                 if kind == "call":
                     reason = "is dead" if target is not None else "does not exist"
                     error = ActorDiedError(f"actor {dst!r} {reason}")

@@ -154,6 +154,10 @@ class Network:
             self._record(now, kind, src, dst, method, nbytes, fate)
         return fate_delays
 
+    def refuse(self, kind: str, src: str, dst: str, method: str, nbytes: int) -> None:
+        """Record a message that could not be delivered at all (its destination is dead)."""
+        self._record(time.monotonic() - self.t0, kind, src, dst, method, nbytes, "dropped")
+
     def _record(self, now, kind, src, dst, method, nbytes, fate) -> None:
         with self._lock:
             self.trace.append((now, kind, src, dst, method, nbytes, fate))

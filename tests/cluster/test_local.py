@@ -374,3 +374,13 @@ def test_ctrl_c_style_sigint_does_not_kill_workers(cluster):
     c = cluster.spawn(Counter, name="c0")
     os.kill(c.pid.remote().result(), signal.SIGINT)
     assert c.incr.remote().result() == 1
+
+
+def test_actor_calling_a_dead_actor_gets_an_error_not_a_hang(cluster):
+    c = cluster.spawn(Counter, name="c", worker="w0")
+    r = cluster.spawn(Relay, name="r", worker="w1")
+    cluster.kill("c")
+    with pytest.raises(ActorDiedError, match="'c' is dead"):
+        r.call.remote(c, 1).result(timeout=5)
+    last = cluster.trace()[lambda t: (t.src == "r") & (t.dst == "c")].iloc[-1]
+    assert last["fate"] == "dropped"
