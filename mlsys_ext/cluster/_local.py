@@ -26,7 +26,7 @@ from ._errors import ActorDiedError, ClusterError
 from ._future import Future, failed_future
 from ._handle import decoding_for
 from ._network import DRIVER, Delayer
-from ._wire import Channel, decode_error, dumps, encode_error, loads, pack, unpack
+from ._wire import SPIN_SECONDS, Channel, decode_error, dumps, encode_error, loads, pack, unpack
 
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(mlsys_ext.__file__)))
 _WORKER_MAIN = "from mlsys_ext.cluster._worker import main; main()"
@@ -284,11 +284,15 @@ class LocalCluster(Cluster):
                 fut._wait_gate(min(left, _ROUTER_TICK))
                 continue
             self._owned.add(channel)
+            # Spin only for the reply itself: once other traffic shows up (an actor
+            # calling its peers), sleeping frees the GIL for the router thread.
+            spin = SPIN_SECONDS
             try:
                 while not fut._done and time.monotonic() < deadline:
-                    frame = channel.recv(timeout=min(deadline - time.monotonic(), _ROUTER_TICK))
+                    frame = channel.recv(timeout=min(deadline - time.monotonic(), _ROUTER_TICK), spin=spin)
                     if frame is not None:
                         self._dispatch(rec, frame)
+                        spin = 0.0
                 self._drain(channel)
             except EOFError:
                 pass  # the worker died: the router sees its control socket close

@@ -150,7 +150,9 @@ class _ActorHost:
         while True:
             if self.mailbox:
                 return self.mailbox.popleft()
-            frame = self.channel.recv(timeout=0, spin=SPIN_SECONDS)
+            # Spinning pays only when no neighbour on this worker needs the GIL.
+            spin = SPIN_SECONDS if len(self.runtime.actors) == 1 else 0.0
+            frame = self.channel.recv(timeout=0, spin=spin)
             if frame is not None:
                 return frame
             for fd, _ in self._poller.poll():
