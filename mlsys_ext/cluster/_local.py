@@ -33,6 +33,20 @@ _WORKER_MAIN = "from mlsys_ext.cluster._worker import main; main()"
 _ROUTER_TICK = 0.01  # how soon the router takes back a socket a caller stopped reading
 
 
+def _wait_for_stop_state(pid: int, stopped: bool, timeout: float = 1.0) -> None:
+    """Signals arrive asynchronously: wait until Linux shows the process stopped (or running)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                state = f.read().rsplit(")", 1)[-1].split()[0]
+        except OSError:
+            return  # no /proc here, or the process is gone
+        if (state in ("T", "t")) == stopped:
+            return
+        time.sleep(0.001)
+
+
 class _Worker:
     """One incarnation of a worker process."""
 
@@ -94,6 +108,10 @@ class LocalCluster(Cluster):
             os.write(self._wake_w, b"\0")
         except (BlockingIOError, OSError):
             pass
+
+    def _worker_alive(self, worker: str) -> bool:
+        w = self._procs.get(worker)
+        return w is not None and w.alive
 
     def _pid(self, rec: ActorRecord):
         w = self._procs.get(rec.worker)
@@ -388,6 +406,7 @@ class LocalCluster(Cluster):
         if not w.alive:
             raise ActorDiedError(f"worker {w.name} is dead: restart it with cluster.restart({w.name!r})")
         os.kill(w.proc.pid, sig)
+        _wait_for_stop_state(w.proc.pid, paused)
         flush = []
         with self._lock:
             w.paused = paused

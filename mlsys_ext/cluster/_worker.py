@@ -179,7 +179,7 @@ class _ActorHost:
                 item = self.next_item()
                 if type(item) is tuple:  # a timer
                     _, method, args, kwargs = item
-                    self._invoke(method, args, kwargs, None)
+                    self._invoke(method, None, None, args, kwargs)
                     continue
                 self.processed += 1
                 header, payload = unpack(item)
@@ -187,19 +187,20 @@ class _ActorHost:
                 if kind == "reply":
                     self.resolve(header, payload)
                     continue
-                args, kwargs = loads(payload)
-                self._invoke(header[4], args, kwargs, header if kind == "call" else None)
-        except EOFError:
+                self._invoke(header[4], header if kind == "call" else None, payload)
+        except (EOFError, OSError):
             os._exit(0)  # the driver is gone
 
-    def _invoke(self, method: str, args, kwargs, call_header) -> None:
+    def _invoke(self, method: str, call_header, payload, args=(), kwargs=None) -> None:
         try:
+            if payload is not None:
+                args, kwargs = loads(payload)
             fn = getattr(self.instance, method, None)
             if fn is None or method.startswith("_"):
                 raise AttributeError(
                     f"actor {self.name!r} ({type(self.instance).__name__}) has no method {method!r}"
                 )
-            value = fn(*args, **kwargs)
+            value = fn(*args, **(kwargs or {}))
             ok = True
         except BaseException as exc:  # every failure is reported, never kills the actor
             ok = False

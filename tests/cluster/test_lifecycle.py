@@ -103,3 +103,15 @@ def test_kernel_restart_ends_workers():
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+def test_local_backend_opens_no_network_port():
+    import psutil
+
+    me = psutil.Process()
+    before = {c.laddr for c in me.net_connections(kind="inet")}
+    with Cluster(2) as cl:
+        cl.spawn(Counter).incr.remote().result()
+        for pid in worker_pids(cl):
+            assert psutil.Process(pid).net_connections(kind="inet") == []
+        assert {c.laddr for c in me.net_connections(kind="inet")} == before

@@ -384,3 +384,25 @@ def test_actor_calling_a_dead_actor_gets_an_error_not_a_hang(cluster):
         r.call.remote(c, 1).result(timeout=5)
     last = cluster.trace()[lambda t: (t.src == "r") & (t.dst == "c")].iloc[-1]
     assert last["fate"] == "dropped"
+
+
+def test_arguments_that_cannot_be_rebuilt_give_an_error_not_a_dead_actor(cluster):
+    class Unloadable:
+        def __reduce__(self):
+            return (_refuse_to_load, ())
+
+    c = cluster.spawn(Counter, name="c0")
+    with pytest.raises(RuntimeError, match="cannot be rebuilt"):
+        c.incr.remote(Unloadable()).result()
+    assert c.incr.remote(1).result() == 1
+
+
+def _refuse_to_load():
+    raise RuntimeError("this argument cannot be rebuilt here")
+
+
+def test_round_robin_skips_dead_workers(cluster):
+    cluster.spawn(Counter, name="first", worker="w0")
+    cluster.kill("w0")
+    placed = [cluster.spawn(Counter, name=f"n{i}") for i in range(3)]
+    assert set(cluster.status().set_index("name").loc[[h.name for h in placed], "worker"]) == {"w1"}
