@@ -1,10 +1,14 @@
 """The local backend: workers are child processes, the driver routes every message.
 
 Transport: one Unix socket pair per worker for control and one per actor for
-its messages; no network port is opened. A router thread reads every socket,
-except one that a caller waiting on a reply is reading itself: that caller
-reads its reply straight off the socket, which spares a thread hand-off on
-every synchronous call.
+its messages; no network port is opened.
+
+One thread at a time reads every socket: the holder of the *pump*. A caller
+waiting for a reply takes the pump and reads (spinning briefly before it
+sleeps), so replies need no hand-off between threads and actor-to-actor
+traffic is forwarded without waking anyone. When no caller waits, the router
+thread holds the pump; a caller that wants it kicks the router out of its
+select() through a pipe.
 """
 from __future__ import annotations
 
@@ -30,7 +34,8 @@ from ._wire import SPIN_SECONDS, Channel, decode_error, dumps, encode_error, loa
 
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(mlsys_ext.__file__)))
 _WORKER_MAIN = "from mlsys_ext.cluster._worker import main; main()"
-_ROUTER_TICK = 0.01  # how soon the router takes back a socket a caller stopped reading
+_ROUTER_TICK = 0.01  # the longest the router sleeps in select() before looking around
+_ROUTER_GRACE = 0.002  # the router stays out this long after a caller: back-to-back calls keep the pump
 
 
 def _wait_for_stop_state(pid: int, stopped: bool, timeout: float = 1.0) -> None:
@@ -64,8 +69,12 @@ class LocalCluster(Cluster):
         super().__init__(n, backend, **kwargs)
         self._ids = itertools.count(1)
         self._pending: dict[int, Future] = {}
-        self._owned: set[Channel] = set()
         self._channels: dict[Channel, object] = {}  # channel -> _Worker or ActorRecord
+        self._readable: list[Channel] = []  # the open channels, rebuilt when they change
+        self._pump = threading.RLock()  # held by the one thread reading the sockets
+        self._callers = 0  # callers waiting to pump; the router stands aside for them
+        self._router_resume = 0.0
+        self._router_selecting = False
         self._procs: dict[str, _Worker] = {}
         self._delayer = Delayer()
         self._delayer.start()
@@ -101,7 +110,12 @@ class LocalCluster(Cluster):
         with self._lock:
             self._procs[w.name] = w
             self._channels[w.ctrl] = w
+            self._channels_changed()
         self._wake()
+
+    def _channels_changed(self) -> None:
+        """Rebuild the list the pump selects on (called with ``self._lock`` held)."""
+        self._readable = [c for c in self._channels if not c.closed]
 
     def _wake(self) -> None:
         try:
@@ -151,6 +165,7 @@ class LocalCluster(Cluster):
             rec.processed = 0
             rec.received_base = self._net.received.get(rec.name, 0)
             self._channels[channel] = rec
+            self._channels_changed()
             rec.state = "paused" if w.paused else "alive"
             held, rec.held = rec.held, ([] if rec.state == "alive" else rec.held)
         if rec.state == "alive":
@@ -247,42 +262,57 @@ class LocalCluster(Cluster):
             self._deliver(target, frame, self._net.decide(kind, src, dst, method, len(payload)))
 
     def _drain(self, channel: Channel) -> None:
-        """Dispatch every frame that can be read now (the caller holds the reader lock)."""
+        """Dispatch every frame that can be read now (the caller holds the pump)."""
         source = self._channels.get(channel)
-        while True:
-            frame = channel.recv(timeout=0, spin=0)
-            if frame is None:
-                return
-            self._dispatch(source, frame)
+        try:
+            while True:
+                frame = channel.recv(timeout=0, spin=0)
+                if frame is None:
+                    return
+                self._dispatch(source, frame)
+        except EOFError:
+            self._on_eof(channel)
+
+    def _pump_round(self, timeout: float, spin: float) -> bool:
+        """Read and dispatch what arrives within ``timeout`` (after ``spin`` s of polling); holds the pump."""
+        channels = self._readable
+        ready = [c for c in channels if c.has_frame()]
+        if not ready:
+            end = time.perf_counter() + spin
+            try:
+                while True:
+                    ready = select.select(channels, [], [], 0)[0]
+                    if ready or time.perf_counter() >= end:
+                        break
+                if not ready:
+                    ready = select.select(channels + [self._wake_r], [], [], timeout)[0]
+            except (OSError, ValueError):
+                return False  # a socket closed under us; the next round has a fresh list
+        for channel in ready:
+            if channel is self._wake_r:
+                os.read(self._wake_r, 4096)
+            else:
+                try:
+                    self._drain(channel)
+                except Exception as exc:  # keep routing whatever one message did
+                    print(f"mlsys_ext router: {exc!r}", file=sys.stderr)
+        return bool(ready)
 
     def _route(self) -> None:
         while not self.stopped:
-            with self._lock:
-                channels = [c for c in self._channels if c not in self._owned and not c.closed]
-            ready = [c for c in channels if c.has_frame()]
-            if not ready:
-                try:
-                    ready, _, _ = select.select(channels + [self._wake_r], [], [], _ROUTER_TICK)
-                except (OSError, ValueError):
-                    continue  # a socket was closed under us; the next round skips it
-            for channel in ready:
-                if channel is self._wake_r:
-                    os.read(self._wake_r, 4096)
-                    continue
-                if not channel.reader.acquire(blocking=False):
-                    continue
-                try:
-                    self._drain(channel)
-                except EOFError:
-                    self._on_eof(channel)
-                except Exception as exc:  # keep routing whatever one message did
-                    print(f"mlsys_ext router: {exc!r}", file=sys.stderr)
-                finally:
-                    channel.reader.release()
+            if self._callers or time.monotonic() < self._router_resume:
+                time.sleep(_ROUTER_GRACE / 2)
+                continue
+            with self._pump:
+                self._router_selecting = True
+                if not self._callers:  # re-checked after raising the flag: no caller is missed
+                    self._pump_round(_ROUTER_TICK, 0.0)
+                self._router_selecting = False
 
     def _on_eof(self, channel: Channel) -> None:
         with self._lock:
             source = self._channels.pop(channel, None)
+            self._channels_changed()
         channel.close()
         if isinstance(source, _Worker):
             self._worker_died(source, restart=True)
@@ -290,33 +320,29 @@ class LocalCluster(Cluster):
     def _wait(self, fut: Future, timeout) -> None:
         timeout = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + timeout
-        rec = self._actors.get(fut.actor)
-        while not fut._done:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                self._pending.pop(fut._id, None)
-                raise fut._timeout_error(timeout)
-            channel = rec.channel if rec is not None and rec.state == "alive" else None
-            if channel is None or channel.closed or threading.current_thread() is self._router \
-                    or not channel.reader.acquire(blocking=False):
-                fut._wait_gate(min(left, _ROUTER_TICK))
-                continue
-            self._owned.add(channel)
-            # Spin only for the reply itself: once other traffic shows up (an actor
-            # calling its peers), sleeping frees the GIL for the router thread.
+        self._callers += 1
+        if self._router_selecting:
+            self._wake()
+        try:
+            # Spin only until the first frame that is not our reply: when other
+            # traffic flows, a third spinner on two cores slows everyone down.
             spin = SPIN_SECONDS
-            try:
-                while not fut._done and time.monotonic() < deadline:
-                    frame = channel.recv(timeout=min(deadline - time.monotonic(), _ROUTER_TICK), spin=spin)
-                    if frame is not None:
-                        self._dispatch(rec, frame)
-                        spin = 0.0
-                self._drain(channel)
-            except EOFError:
-                pass  # the worker died: the router sees its control socket close
-            finally:
-                self._owned.discard(channel)
-                channel.reader.release()
+            while not fut._done:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self._pending.pop(fut._id, None)
+                    raise fut._timeout_error(timeout)
+                if not self._pump.acquire(timeout=min(left, _ROUTER_TICK)):
+                    continue  # another caller pumps, and may resolve our future meanwhile
+                try:
+                    while not fut._done and time.monotonic() < deadline:
+                        if self._pump_round(min(deadline - time.monotonic(), _ROUTER_TICK), spin):
+                            spin = 0.0
+                finally:
+                    self._pump.release()
+        finally:
+            self._callers -= 1
+            self._router_resume = time.monotonic() + _ROUTER_GRACE
 
     # -- faults ------------------------------------------------------------
     def _worker_died(self, w: _Worker, restart: bool) -> None:
@@ -329,6 +355,7 @@ class LocalCluster(Cluster):
             except OSError:
                 pass
             w.ctrl.close()
+            self._channels.pop(w.ctrl, None)
             dead = [rec for rec in self._actors.values() if rec.worker == w.name]
             revive = []
             for rec in dead:
@@ -342,6 +369,7 @@ class LocalCluster(Cluster):
                 else:
                     rec.state = "dead"
                     rec.held.clear()
+            self._channels_changed()
         w.proc.wait()
         error = ActorDiedError(f"worker {w.name} died")
         for fut in list(w.acks.values()):

@@ -55,10 +55,10 @@ class Channel:
     """One end of a socket pair carrying length-prefixed frames.
 
     Any thread may send (sends are serialised by a lock); one thread at a time
-    reads, which callers arrange with ``reader``.
+    reads, which the owner of the channel arranges.
     """
 
-    __slots__ = ("sock", "fd", "_buf", "_send_lock", "reader", "closed", "_poller", "fds")
+    __slots__ = ("sock", "fd", "_buf", "_send_lock", "closed", "_poller", "fds")
 
     def __init__(self, sock: socket.socket, carries_fds: bool = False):
         self.sock = sock
@@ -67,7 +67,6 @@ class Channel:
         self.fd = sock.fileno()
         self._buf = bytearray()
         self._send_lock = threading.Lock()
-        self.reader = threading.Lock()
         self.closed = False
         self._poller = select.poll()
         self._poller.register(self.fd, select.POLLIN)

@@ -52,6 +52,7 @@ class ClusterPanel(widgets.VBox):
     """
 
     def __init__(self, cluster: Cluster, refresh_interval: float | None = 1.0):
+        """``refresh_interval``: seconds between redraws besides those on changes (None: changes only)."""
         self.cluster = cluster
         self.table = widgets.HTML()
         self.actor = widgets.Dropdown(description="actor", options=cluster.actors)
@@ -77,11 +78,13 @@ class ClusterPanel(widgets.VBox):
             self.message,
         ])
         self._stop = threading.Event()
-        self._unsubscribe = cluster.on_change(lambda _c, _e: self._stop.is_set() or self.refresh())
+        # Listeners run on the thread that changed the cluster (often its router):
+        # they only flag the change, and the refresher thread redraws.
+        self._dirty = threading.Event()
+        self._unsubscribe = cluster.on_change(lambda _c, _e: self._dirty.set())
         self.refresh()
-        if refresh_interval:
-            threading.Thread(target=self._refresh_loop, args=(refresh_interval,), daemon=True,
-                             name="cluster-panel-refresh").start()
+        threading.Thread(target=self._refresh_loop, args=(refresh_interval,), daemon=True,
+                         name="cluster-panel-refresh").start()
 
     def act(self, action: str):
         """Run ``cluster.<action>(selected actor)`` off the kernel's main thread."""
@@ -121,18 +124,23 @@ class ClusterPanel(widgets.VBox):
         rates = rate_by_fate(self.cluster.trace(), self.cluster.elapsed())
         self.plot.value = render_rate_png(*rates, drop=self.drop.value)
 
-    def _refresh_loop(self, interval: float) -> None:
-        while not self._stop.wait(interval):
-            if self.cluster.stopped:
-                self.refresh()
+    def _refresh_loop(self, interval: float | None) -> None:
+        """Redraw on every change, and every ``interval`` seconds (None: on changes only)."""
+        while not self._stop.is_set():
+            self._dirty.wait(interval)
+            self._dirty.clear()
+            if self._stop.is_set():
                 return
             try:
                 self.refresh()
             except Exception as exc:  # the panel must outlive a transient error
                 self.message.value = f"refresh failed: {exc}"
+            if self.cluster.stopped:
+                return
 
     def close(self) -> None:
         self._stop.set()
+        self._dirty.set()
         self._unsubscribe()
         self._executor.shutdown(wait=False)
         super().close()
