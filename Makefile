@@ -16,7 +16,7 @@ lab: $(STAMP)
 ifeq ($(HEADLESS),1)
 	$(BIN)/jupyter execute --timeout=600 demos/*.ipynb
 else
-	$(BIN)/jupyter lab demos/00_tour.ipynb
+	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) demos/00_tour.ipynb
 endif
 
 test: $(STAMP)
