@@ -16,11 +16,9 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02):
 
 def pid_alive(pid: int) -> bool:
     """True while ``pid`` exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
+    from mlsys_ext.cluster._process import process_state
+
+    return process_state(pid) not in (None, "Z")
 
 
 @pytest.fixture

@@ -10,10 +10,11 @@ import weakref
 from collections import deque
 from dataclasses import dataclass, field
 
-from ._errors import ClusterError
+from ._errors import ActorDiedError, ClusterError
 from ._future import gather
 from ._handle import ActorHandle
 from ._network import DRIVER, Network, make_faults
+from ._wire import dumps
 
 BACKENDS = ("local", "ray")
 _live: "weakref.WeakSet[Cluster]" = weakref.WeakSet()
@@ -118,6 +119,20 @@ class Cluster:
         if rec is None:
             raise ClusterError(f"no actor named {name!r}; actors: {', '.join(self._actors) or 'none'}")
         return rec
+
+    def _callable(self, name: str, oneway: bool) -> ActorRecord:
+        """The record of actor ``name`` for a call; unknown names, and sends to the dead, raise."""
+        rec = self._actors.get(name)
+        if rec is None:
+            self._check_open()
+            self._record(name)  # raises, naming the actors there are
+        if oneway and rec.state == "dead":
+            raise self._dead_error(name)
+        return rec
+
+    @staticmethod
+    def _dead_error(name: str) -> ActorDiedError:
+        return ActorDiedError(f"actor {name!r} is dead: restart it with cluster.restart({name!r})")
 
     def _worker_of(self, name: str) -> str:
         """A worker name, or the worker hosting actor ``name``."""
@@ -332,13 +347,19 @@ class Cluster:
     def resume(self, name: str) -> None:
         raise NotImplementedError
 
-    def run(self, fn, *args, targets=None, timeout=None, **kwargs) -> dict[str, WorkerResult]:
+    def run(self, fn, *args, targets=None, timeout: float | None = None, **kwargs) -> dict[str, WorkerResult]:
         """Run ``fn(*args, **kwargs)`` once on each live worker (or on ``targets``)."""
-        raise NotImplementedError
+        self._check_open()
+        return self._jobs(targets, "run", dumps((fn, args, kwargs)), timeout)
 
-    def execute(self, source: str, targets=None, timeout=None) -> dict[str, WorkerResult]:
+    def execute(self, source: str, targets=None, timeout: float | None = None) -> dict[str, WorkerResult]:
         """Run Python ``source`` on each live worker in a namespace kept between calls;
         the value is that of the last line if it is an expression."""
+        self._check_open()
+        compile(source, "<cluster run>", "exec")  # a syntax error is reported here, once
+        return self._jobs(targets, "exec", dumps(source), timeout)
+
+    def _jobs(self, targets, kind: str, payload: bytes, timeout) -> dict[str, WorkerResult]:
         raise NotImplementedError
 
     def stop(self) -> None:

@@ -30,26 +30,13 @@ from ._errors import ActorDiedError, ClusterError
 from ._future import Future, failed_future
 from ._handle import decoding_for
 from ._network import DRIVER, Delayer
+from ._process import wait_for_stop_state
 from ._wire import SPIN_SECONDS, Channel, decode_error, dumps, encode_error, loads, pack, unpack
 
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(mlsys_ext.__file__)))
 _WORKER_MAIN = "from mlsys_ext.cluster._worker import main; main()"
 _ROUTER_TICK = 0.01  # the longest the router sleeps in select() before looking around
 _ROUTER_GRACE = 0.002  # the router stays out this long after a caller: back-to-back calls keep the pump
-
-
-def _wait_for_stop_state(pid: int, stopped: bool, timeout: float = 1.0) -> None:
-    """Signals arrive asynchronously: wait until Linux shows the process stopped (or running)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                state = f.read().rsplit(")", 1)[-1].split()[0]
-        except OSError:
-            return  # no /proc here, or the process is gone
-        if (state in ("T", "t")) == stopped:
-            return
-        time.sleep(0.001)
 
 
 class _Worker:
@@ -194,15 +181,9 @@ class LocalCluster(Cluster):
                 self._send_to(rec, frame)
 
     def _call(self, dst: str, method: str, args, kwargs, oneway: bool):
-        rec = self._actors.get(dst)
-        if rec is None:
-            self._check_open()
-            self._record(dst)  # raises, naming the actors there are
+        rec = self._callable(dst, oneway)
         if rec.state == "dead":
-            error = ActorDiedError(f"actor {dst!r} is dead: restart it with cluster.restart({dst!r})")
-            if oneway:
-                raise error
-            return failed_future(self, dst, method, error)
+            return failed_future(self, dst, method, self._dead_error(dst))
         payload = dumps((args, kwargs))
         if oneway:
             fut, header = None, ("send", 0, DRIVER, dst, method)
@@ -434,7 +415,7 @@ class LocalCluster(Cluster):
         if not w.alive:
             raise ActorDiedError(f"worker {w.name} is dead: restart it with cluster.restart({w.name!r})")
         os.kill(w.proc.pid, sig)
-        _wait_for_stop_state(w.proc.pid, paused)
+        wait_for_stop_state(w.proc.pid, paused)
         flush = []
         with self._lock:
             w.paused = paused
@@ -493,17 +474,6 @@ class LocalCluster(Cluster):
             except Exception as exc:
                 results[name] = WorkerResult(None, exc, "")
         return results
-
-    def run(self, fn, *args, targets=None, timeout: float | None = None, **kwargs) -> dict:
-        """Run ``fn(*args, **kwargs)`` once on each live worker (or on ``targets``)."""
-        self._check_open()
-        return self._jobs(targets, "run", dumps((fn, args, kwargs)), timeout)
-
-    def execute(self, source: str, targets=None, timeout: float | None = None) -> dict:
-        """Run Python ``source`` in each worker's own namespace, kept between calls."""
-        self._check_open()
-        compile(source, "<cluster run>", "exec")  # a syntax error is reported here, once
-        return self._jobs(targets, "exec", dumps(source), timeout)
 
     # -- lifetime ----------------------------------------------------------
     def stop(self) -> None:

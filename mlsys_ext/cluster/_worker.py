@@ -6,10 +6,7 @@ as a file descriptor), stats, code to run, and stop.
 """
 from __future__ import annotations
 
-import ast
 import ctypes
-import heapq
-import io
 import itertools
 import os
 import select
@@ -18,110 +15,33 @@ import socket
 import sys
 import threading
 import time
-import traceback
 from collections import deque
 
-from ._context import ActorContext, set_context
+from ._actor import ActorShell, CapturedOutput, Timers, current, run_job
+from ._context import ActorContext
 from ._errors import ClusterError
 from ._future import Future
 from ._handle import set_process_runtime
-from ._wire import SPIN_SECONDS, Channel, decode_error, dumps, encode_error, loads, pack, unpack
-
-_local = threading.local()
+from ._wire import SPIN_SECONDS, Channel, decode_error, dumps, loads, pack, unpack
 
 
-def run_source(source: str, namespace: dict):
-    """Execute ``source``; return the value of its last line if that is an expression."""
-    tree = ast.parse(source, mode="exec")
-    last = None
-    if tree.body and isinstance(tree.body[-1], ast.Expr):
-        last = ast.Expression(tree.body.pop().value)
-    exec(compile(tree, "<cluster run>", "exec"), namespace)
-    return None if last is None else eval(compile(last, "<cluster run>", "eval"), namespace)
-
-
-class _Timers(threading.Thread):
-    def __init__(self, runtime):
-        super().__init__(name="timers", daemon=True)
-        self._runtime = runtime
-        self._heap: list = []
-        self._cancelled: set[int] = set()
-        self._ids = itertools.count(1)
-        self._cond = threading.Condition()
-
-    def add(self, actor: str, delay: float, method: str, args, kwargs) -> int:
-        timer_id = next(self._ids)
-        with self._cond:
-            heapq.heappush(self._heap, (time.monotonic() + delay, timer_id, actor, method, args, kwargs))
-            self._cond.notify()
-        return timer_id
-
-    def cancel(self, timer_id: int) -> None:
-        with self._cond:
-            self._cancelled.add(timer_id)
-
-    def run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._heap or self._heap[0][0] > time.monotonic():
-                    self._cond.wait(None if not self._heap else self._heap[0][0] - time.monotonic())
-                _, timer_id, actor, method, args, kwargs = heapq.heappop(self._heap)
-                if timer_id in self._cancelled:
-                    self._cancelled.discard(timer_id)
-                    continue
-            host = self._runtime.actors.get(actor)
-            if host is not None:
-                host.post(("timer", method, args, kwargs))
-
-
-class _Stream(io.TextIOBase):
-    """sys.stdout/stderr of a worker: text printed by an actor goes to the driver."""
-
-    def __init__(self, real, stream: str):
-        self._real = real
-        self._stream = stream
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, text: str) -> int:
-        capture = getattr(_local, "capture", None)
-        if capture is not None:
-            capture.write(text)
-            return len(text)
-        host = getattr(_local, "actor", None)
-        if host is None:
-            return self._real.write(text)
-        host.log(self._stream, text)
-        return len(text)
-
-    def flush(self) -> None:
-        host = getattr(_local, "actor", None)
-        if host is not None:
-            host.flush_logs()
-        self._real.flush()
-
-
-class _ActorHost:
-    """One actor: its instance, its socket to the driver, its mailbox and its thread."""
+class _ActorHost(ActorShell):
+    """One actor on a local worker: its socket to the driver, its mailbox and its thread."""
 
     def __init__(self, runtime: "WorkerRuntime", name: str, sock: socket.socket):
+        super().__init__(name, ActorContext(name, runtime.name, runtime, runtime.timers))
         self.runtime = runtime
-        self.name = name
         self.channel = Channel(sock)
         self.mailbox: deque = deque()
         self.pending: dict[int, Future] = {}
         self.ids = itertools.count(1)
         self.processed = 0
-        self.instance = None
-        self._logs: dict[str, list[str]] = {}
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._poller = select.poll()
         self._poller.register(self.channel.fd, select.POLLIN)
         self._poller.register(self._wake_r, select.POLLIN)
-        self.context = ActorContext(name, runtime.name, runtime, runtime.timers)
 
     def post(self, item) -> None:
         """Queue a local item (a timer) and wake the actor's thread."""
@@ -131,21 +51,9 @@ class _ActorHost:
         except BlockingIOError:
             pass  # the pipe is full: the thread is awake already
 
-    # -- output --------------------------------------------------------
-    def log(self, stream: str, text: str) -> None:
-        parts = self._logs.setdefault(stream, [])
-        parts.append(text)
-        if "\n" in text:
-            self.flush_logs()
+    def emit_log(self, stream: str, text: str) -> None:
+        self.channel.send(pack(("log", 0, self.name, "driver", stream), text.encode()))
 
-    def flush_logs(self) -> None:
-        for stream, parts in self._logs.items():
-            if parts:
-                text = "".join(parts)
-                parts.clear()
-                self.channel.send(pack(("log", 0, self.name, "driver", stream), text.encode()))
-
-    # -- the loop ------------------------------------------------------
     def next_item(self):
         while True:
             if self.mailbox:
@@ -163,23 +71,17 @@ class _ActorHost:
                         pass
 
     def run(self, cls_payload: bytes, ack) -> None:
-        _local.actor = self
-        set_context(self.context)
-        try:
-            cls, args, kwargs = loads(cls_payload)
-            self.instance = cls(*args, **kwargs)
-        except BaseException as exc:  # the constructor's error goes back to spawn()
-            self.flush_logs()
-            ack(False, encode_error(exc))
+        self.enter_thread()
+        ok, body = self.construct(cls_payload)
+        ack(ok, body)
+        if not ok:
             return
-        self.flush_logs()
-        ack(True, dumps(None))
         try:
             while True:
                 item = self.next_item()
                 if type(item) is tuple:  # a timer
                     _, method, args, kwargs = item
-                    self._invoke(method, None, None, args, kwargs)
+                    self.run_method(method, args=args, kwargs=kwargs, reply=False)
                     continue
                 self.processed += 1
                 header, payload = unpack(item)
@@ -187,38 +89,13 @@ class _ActorHost:
                 if kind == "reply":
                     self.resolve(header, payload)
                     continue
-                self._invoke(header[4], header if kind == "call" else None, payload)
+                method = header[4]
+                outcome = self.run_method(method, payload, reply=kind == "call")
+                if outcome is not None:
+                    _, msg_id, src, _, _ = header
+                    self.channel.send(pack(("reply", msg_id, self.name, src, method, outcome[0]), outcome[1]))
         except (EOFError, OSError):
             os._exit(0)  # the driver is gone
-
-    def _invoke(self, method: str, call_header, payload, args=(), kwargs=None) -> None:
-        try:
-            if payload is not None:
-                args, kwargs = loads(payload)
-            fn = getattr(self.instance, method, None)
-            if fn is None or method.startswith("_"):
-                raise AttributeError(
-                    f"actor {self.name!r} ({type(self.instance).__name__}) has no method {method!r}"
-                )
-            value = fn(*args, **(kwargs or {}))
-            ok = True
-        except BaseException as exc:  # every failure is reported, never kills the actor
-            ok = False
-            error = exc
-            if call_header is None:
-                traceback.print_exc()
-        self.flush_logs()
-        if call_header is None:
-            return
-        _, msg_id, src, _, _ = call_header
-        if ok:
-            try:
-                body = dumps(value)
-            except Exception as exc:
-                ok, body = False, encode_error(exc)
-        else:
-            body = encode_error(error)
-        self.channel.send(pack(("reply", msg_id, self.name, src, method, ok), body))
 
     def resolve(self, header, payload) -> None:
         fut = self.pending.pop(header[1], None)
@@ -253,11 +130,11 @@ class WorkerRuntime:
         self.timeout = timeout
         self.actors: dict[str, _ActorHost] = {}
         self.namespace: dict = {"__name__": "__cluster__", "worker": name}
-        self.timers = _Timers(self)
+        self.timers = Timers(self.actors)
         self.timers.start()
 
     def _host(self) -> _ActorHost:
-        host = getattr(_local, "actor", None)
+        host = getattr(current, "actor", None)
         if host is None:
             raise ClusterError("actor calls inside a worker must be made from an actor's method")
         return host
@@ -281,18 +158,7 @@ class WorkerRuntime:
         self.ctrl.send(pack(("ack", req, ok), body))
 
     def _run_job(self, req: int, kind: str, payload) -> None:
-        out = io.StringIO()
-        _local.capture = out
-        try:
-            if kind == "exec":
-                value = run_source(loads(payload), self.namespace)
-            else:
-                fn, args, kwargs = loads(payload)
-                value = fn(*args, **kwargs)
-            body, ok = dumps((value, out.getvalue())), True
-        except BaseException as exc:
-            body, ok = encode_error(exc), False
-        self._ack(req, ok, body)
+        self._ack(req, *run_job(kind, payload, self.namespace))
 
     def serve(self) -> None:
         while True:
@@ -333,8 +199,8 @@ def main() -> None:
     ctrl_fd, parent_pid, name, timeout = sys.argv[1:5]
     _die_with_parent(int(parent_pid))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in a terminal is for the driver
-    sys.stdout = _Stream(sys.stdout, "stdout")
-    sys.stderr = _Stream(sys.stderr, "stderr")
+    sys.stdout = CapturedOutput(sys.stdout, "stdout")
+    sys.stderr = CapturedOutput(sys.stderr, "stderr")
     ctrl = Channel(socket.socket(fileno=int(ctrl_fd)), carries_fds=True)
     runtime = WorkerRuntime(name, ctrl, float(timeout))
     set_process_runtime(runtime)
