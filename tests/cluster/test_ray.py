@@ -516,3 +516,19 @@ def test_stop_shuts_down_the_ray_it_started_and_only_that(cl):
     assert out.returncode == 0, out.stderr[-3000:]
     report = json.loads(out.stdout.strip().splitlines()[-1])
     assert report == {"owned_shut_down": True, "left": [], "users_ray_works": True, "users_ray_kept": True}
+
+
+def test_magic_starts_a_ray_cluster_on_the_same_ray(cl, ipython):
+    ipython.run_line_magic("load_ext", "mlsys_ext")
+    magics = ipython.magics_manager.registry["MlsysMagics"]
+    try:
+        cluster = ipython.run_line_magic("cluster", "start 2 --backend ray")
+        assert (cluster.backend, cluster.n) == ("ray", 2)
+        assert cluster.spawn(Counter, name="magic").incr.remote(3).result() == 3
+        assert ipython.run_line_magic("cluster", "status").loc[0, "state"] == "alive"
+        ipython.run_line_magic("cluster", "stop")
+        assert cluster.stopped and ray.is_initialized()  # the module's cluster still uses this Ray
+    finally:
+        if magics.current is not None:
+            magics.current.stop()
+            magics.current = None
