@@ -1,0 +1,305 @@
+"""``BloomFilter``: classic and cache-line-blocked Bloom filters over numpy batches."""
+from __future__ import annotations
+
+import math
+import struct
+import zlib
+
+import numpy as np
+
+from . import _bloom_kernels, _bloom_theory, _threads
+from ._hashing import SEED, hash_keys, is_single_key
+from ._validation import Integer, OneOf, OpenInterval, validate
+
+KINDS = ("classic", "blocked")
+_UNIT_BITS = {"classic": 64, "blocked": _bloom_theory.BLOCK_BITS}  # m is a whole number of these
+# What a key's hash is mapped onto: one of m bits (classic) or one of m/512 blocks.
+_SPAN_BITS = {"classic": 1, "blocked": _bloom_theory.BLOCK_BITS}
+# (serial, parallel) kernels; the kind picks them once, when the filter is made.
+_ADD_KERNELS = {"classic": (_bloom_kernels.classic_add, _bloom_kernels.classic_add_parallel),
+                "blocked": (_bloom_kernels.blocked_add, _bloom_kernels.blocked_add_parallel)}
+_CONTAINS_KERNELS = {"classic": (_bloom_kernels.classic_contains, _bloom_kernels.classic_contains_parallel),
+                     "blocked": (_bloom_kernels.blocked_contains, _bloom_kernels.blocked_contains_parallel)}
+_MAX_BITS = 2**48  # 32 TiB: beyond any machine, and far from uint64 overflow in the kernels
+_COUNT = Integer(low=0, high=2**63)
+
+# Serialised form: header, the filter's words (little-endian uint64), CRC-32 of all before it.
+_MAGIC = b"MLSXBLOM"
+_FORMAT_VERSION = 1
+_HEADER = struct.Struct("<8sHBQIQQdQ")  # magic, version, kind, m, k, seed, capacity, fpr, count
+_CHECKSUM = struct.Struct("<I")
+_KIND_CODES = {kind: code for code, kind in enumerate(KINDS)}
+
+
+class BloomFilter:
+    """A set that answers "maybe present" or "certainly absent" in a fixed number of bits.
+
+    ``BloomFilter(capacity, fpr)`` sizes itself so that after ``capacity`` keys an
+    absent key is reported present with probability about ``fpr``: m = -n ln p /
+    (ln 2)^2 bits, rounded up to whole 64-bit words (512-bit blocks when blocked),
+    and k = (m/n) ln 2 rounded to the better neighbouring integer. Adding more
+    keys than ``capacity`` works, but the rate then climbs (see ``fpr_exact``).
+
+    ``kind="classic"`` spreads each key's k bits over all m bits. ``kind="blocked"``
+    puts them in one 512-bit block (a cache line) chosen by the key: adds and
+    queries touch one cache line instead of k, at the price of a slightly higher
+    false-positive rate for the same m (blocks receive uneven numbers of keys), which
+    ``fpr_exact`` accounts for and ``fpr_classic`` does not.
+
+    Keys are those ``hash64`` accepts: integers, floats, str and bytes, one at a time
+    (``add``, ``in``) or as a numpy array, list or tuple (``add_many``,
+    ``contains_many``). Hashes depend only on the key and ``seed``, so filters built
+    in different processes with the same parameters combine with ``|`` and ``&``.
+    Serialise with ``to_bytes``/``from_bytes`` or pickle.
+
+    Not thread-safe for adds from several Python threads at once; each batch is
+    itself spread over numba's threads.
+    """
+
+    _parameter_constraints = {
+        "capacity": Integer(low=1),
+        "fpr": OpenInterval(0.0, 1.0),
+        "kind": OneOf(KINDS),
+        "seed": SEED,
+    }
+
+    def __init__(self, capacity: int, fpr: float, kind: str = "classic", seed: int = 0):
+        checked = validate(self._parameter_constraints,
+                           capacity=capacity, fpr=fpr, kind=kind, seed=seed)
+        num_bits, num_hashes = _bloom_theory.optimal_size(
+            checked["capacity"], checked["fpr"], _UNIT_BITS[kind])
+        if num_bits > _MAX_BITS:
+            raise ValueError(f"capacity={capacity} and fpr={fpr} need {num_bits} bits, more than the "
+                             f"{_MAX_BITS} (2**48) a filter may have: lower capacity or raise fpr")
+        self._capacity, self._fpr, self._kind, self._seed = capacity, fpr, kind, seed
+        self._set_state(num_bits, num_hashes, np.zeros(num_bits // 64, dtype=np.uint64), count=0)
+
+    def _set_state(self, num_bits: int, num_hashes: int, words: np.ndarray, count: int) -> None:
+        """The derived state (``_kind`` is set)."""
+        self._num_bits, self._num_hashes, self._words, self._count = num_bits, num_hashes, words, count
+        self._span = np.uint64(num_bits // _SPAN_BITS[self._kind])
+        self._add_kernels, self._contains_kernels = _ADD_KERNELS[self._kind], _CONTAINS_KERNELS[self._kind]
+
+    # -- parameters and derived sizes ----------------------------------
+    capacity = property(lambda self: self._capacity, doc="Keys the filter was sized for (as given).")
+    fpr = property(lambda self: self._fpr, doc="Target false-positive rate at capacity (as given).")
+    kind = property(lambda self: self._kind, doc='"classic" or "blocked".')
+    seed = property(lambda self: self._seed, doc="Hash seed: filters combine only with equal seeds.")
+    num_bits = property(lambda self: self._num_bits, doc="m, the number of bits.")
+    num_hashes = property(lambda self: self._num_hashes, doc="k, the bits set per key.")
+
+    @property
+    def bits_per_key(self) -> float:
+        """m / capacity."""
+        return self._num_bits / self._capacity
+
+    @property
+    def memory_bytes(self) -> int:
+        """Bytes held by the bit array."""
+        return self._words.nbytes
+
+    def __len__(self) -> int:
+        """Keys added so far, duplicates included (for a union, the sum of both)."""
+        return self._count
+
+    # -- adding and querying -------------------------------------------
+    def add(self, key) -> None:
+        """Add one key."""
+        self._add_hashes(hash_keys([_single(key, "add", "add_many")], self._seed))
+
+    def add_many(self, keys) -> None:
+        """Add every key of a numpy array (any shape), list or tuple."""
+        self._add_hashes(hash_keys(_batch(keys, "add_many", "add"), self._seed))
+
+    def contains_many(self, keys) -> np.ndarray:
+        """A bool per key (the keys' shape for an array): False means certainly absent."""
+        flat = _batch(keys, "contains_many", "`key in filter`")
+        hashes = hash_keys(flat, self._seed)
+        found = np.empty(len(hashes), dtype=np.bool_)
+        _threads.run(self._contains_kernels, len(hashes),
+                     hashes, self._words, self._span, self._num_hashes, found)
+        return found.reshape(keys.shape) if isinstance(keys, np.ndarray) else found
+
+    def __contains__(self, key) -> bool:
+        return bool(self.contains_many([_single(key, "`in`", "contains_many")])[0])
+
+    def _add_hashes(self, hashes: np.ndarray) -> None:
+        _threads.run(self._add_kernels, len(hashes), hashes, self._words, self._span, self._num_hashes)
+        self._count += len(hashes)
+
+    # -- combining -----------------------------------------------------
+    def union(self, other: BloomFilter) -> BloomFilter:
+        """A filter holding the keys of both (exactly the filter that adding both key
+        sets to one filter gives)."""
+        self._check_combinable(other, "union")
+        return self._derived(self._words | other._words, self._count + other._count)
+
+    def intersection(self, other: BloomFilter) -> BloomFilter:
+        """A filter reporting every key present in both as present. It may also report
+        keys found in only one (its false-positive rate is at least that of a filter
+        built from the true intersection). ``len`` is the smaller of the two counts."""
+        self._check_combinable(other, "intersection")
+        return self._derived(self._words & other._words, min(self._count, other._count))
+
+    def __or__(self, other):
+        return self.union(other) if isinstance(other, BloomFilter) else NotImplemented
+
+    def __and__(self, other):
+        return self.intersection(other) if isinstance(other, BloomFilter) else NotImplemented
+
+    def _check_combinable(self, other, operation: str) -> None:
+        if not isinstance(other, BloomFilter):
+            raise TypeError(f"{operation} needs another BloomFilter, got {type(other).__name__}")
+        differences = [f"{name} ({mine!r} vs {theirs!r})"
+                       for name, mine, theirs in zip(("kind", "num_bits", "num_hashes", "seed"),
+                                                     self._shape(), other._shape())
+                       if mine != theirs]
+        if differences:
+            raise ValueError(f"cannot take the {operation} of filters that differ in "
+                             f"{', '.join(differences)}: build both with the same capacity, fpr, kind and seed")
+
+    def _shape(self) -> tuple:
+        return self._kind, self._num_bits, self._num_hashes, int(self._seed)
+
+    def _derived(self, words: np.ndarray, count: int) -> BloomFilter:
+        parameters = self._capacity, self._fpr, self._kind, self._seed
+        return type(self)._assemble(parameters, self._num_bits, self._num_hashes, words, count)
+
+    @classmethod
+    def _assemble(cls, parameters: tuple, num_bits: int, num_hashes: int, words: np.ndarray,
+                  count: int) -> BloomFilter:
+        """A filter from its (capacity, fpr, kind, seed) and its state, not sized anew."""
+        result = object.__new__(cls)
+        result._capacity, result._fpr, result._kind, result._seed = parameters
+        result._set_state(num_bits, num_hashes, words, count)
+        return result
+
+    # -- estimates -----------------------------------------------------
+    def approx_count(self) -> float:
+        """Distinct keys estimated from the number X of set bits: the n whose expected
+        fill is X (Swamidass and Baldi's -m/k ln(1 - X/m) for classic; for blocked the
+        same inversion of its own expected fill, 1 - (1 - (1 - (1 - 1/512)^k) / B)^n).
+        Infinite when every bit is set."""
+        set_bits = int(_bloom_kernels.count_set_bits(self._words))
+        empty_fraction = 1.0 - set_bits / self._num_bits
+        if empty_fraction == 0.0:
+            return math.inf
+        if self._kind == "classic":
+            return -self._num_bits / self._num_hashes * math.log(empty_fraction)
+        num_blocks = self._num_bits // _bloom_theory.BLOCK_BITS
+        per_key_fill = -math.expm1(self._num_hashes * math.log1p(-1 / _bloom_theory.BLOCK_BITS)) / num_blocks
+        return math.log(empty_fraction) / math.log1p(-per_key_fill)
+
+    def fpr_classic(self, n=None):
+        """The textbook rate (1 - e^{-kn/m})^k after ``n`` keys (default: ``len(self)``).
+        ``n`` may be an int or an array of ints; the result has its shape."""
+        counts = self._counts(n)
+        return _like(n, _bloom_theory.fpr_classic(self._num_bits, self._num_hashes, counts))
+
+    def fpr_exact(self, n=None):
+        """The expected false-positive rate after ``n`` distinct keys (default:
+        ``len(self)``): the mean of (X/m)^k over the random number X of set bits
+        (for blocked, of the set bits of the query's block), which is larger than
+        ``fpr_classic`` for small m. Exact (a numba recursion over the keys) while
+        m n k <= 5e7, and always for blocked; beyond that X is taken as normal with
+        its exact mean and variance. ``n`` may be an int or an array of ints."""
+        counts = self._counts(n).ravel()
+        if self._kind == "classic":
+            rates = _bloom_theory.fpr_exact_classic(self._num_bits, self._num_hashes, counts)
+        else:
+            rates = _bloom_theory.fpr_exact_blocked(int(self._span), self._num_hashes, counts)
+        return _like(n, rates.reshape(np.shape(n) if n is not None else ()))
+
+    def _counts(self, n) -> np.ndarray:
+        """``n`` (default: the keys added) checked, as an int64 array."""
+        if n is None:
+            return np.asarray(self._count, dtype=np.int64)
+        if not isinstance(n, (np.ndarray, list, tuple)):
+            return np.asarray(_COUNT.check("n", n), dtype=np.int64)
+        counts = np.asarray(n)
+        if counts.size and counts.dtype.kind not in "iu":
+            raise TypeError(f"n must be ints, got an array of {counts.dtype}")
+        if (counts < 0).any():
+            raise ValueError(f"n must be ints >= 0, got {counts.min()}")
+        return counts.astype(np.int64)
+
+    # -- serialisation -------------------------------------------------
+    def to_bytes(self) -> bytes:
+        """The filter as bytes: a versioned header, the bits, and a CRC-32 checksum."""
+        header = _HEADER.pack(_MAGIC, _FORMAT_VERSION, _KIND_CODES[self._kind], self._num_bits,
+                              self._num_hashes, int(self._seed), int(self._capacity), float(self._fpr), self._count)
+        body = header + self._words.astype("<u8", copy=False).tobytes()
+        return body + _CHECKSUM.pack(zlib.crc32(body))
+
+    @classmethod
+    def from_bytes(cls, data) -> BloomFilter:
+        """The filter ``to_bytes`` wrote. Raises ValueError, saying what is wrong, for data
+        that are truncated, corrupt, not a Bloom filter, or from a newer format."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"from_bytes needs bytes, got {type(data).__name__}")
+        data = bytes(data)
+        least = _HEADER.size + _CHECKSUM.size
+        if len(data) < least:
+            raise ValueError(f"truncated: {len(data)} bytes, fewer than the {least} of a header and checksum")
+        magic, version, kind_code, num_bits, num_hashes, seed, capacity, fpr, count = _HEADER.unpack_from(data)
+        if magic != _MAGIC:
+            raise ValueError(f"not a serialised BloomFilter: it starts with {magic!r}, not {_MAGIC!r}")
+        if version > _FORMAT_VERSION:
+            raise ValueError(f"format version {version} is newer than this library reads "
+                             f"({_FORMAT_VERSION}): upgrade mlsys_ext")
+        if version != _FORMAT_VERSION:
+            raise ValueError(f"unknown format version {version}")
+        expected = _HEADER.size + num_bits // 8 + _CHECKSUM.size
+        if len(data) != expected:
+            raise ValueError(f"{len(data)} bytes, but the header describes {num_bits} bits, which take "
+                             f"{expected} bytes: the data are truncated or corrupt")
+        (checksum,) = _CHECKSUM.unpack_from(data, len(data) - _CHECKSUM.size)
+        if zlib.crc32(data[:-_CHECKSUM.size]) != checksum:
+            raise ValueError("checksum mismatch: the data are corrupt")
+        kind = KINDS[kind_code] if kind_code < len(KINDS) else None
+        if kind is None or num_bits == 0 or num_bits % _UNIT_BITS[kind] or num_hashes == 0 \
+                or capacity == 0 or not 0.0 < fpr < 1.0:
+            raise ValueError("corrupt header: the checksum matches but the fields are inconsistent "
+                             f"(kind code {kind_code}, {num_bits} bits, k={num_hashes}, "
+                             f"capacity={capacity}, fpr={fpr})")
+        words = np.frombuffer(data, dtype="<u8", count=num_bits // 64, offset=_HEADER.size).astype(np.uint64)
+        return cls._assemble((capacity, fpr, kind, seed), num_bits, num_hashes, words, count)
+
+    def __reduce__(self):
+        return type(self).from_bytes, (self.to_bytes(),)
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, BloomFilter):
+            return NotImplemented
+        return (self._shape() == other._shape() and self._count == other._count
+                and self._capacity == other._capacity and self._fpr == other._fpr
+                and np.array_equal(self._words, other._words))
+
+    __hash__ = None  # mutable
+
+    def __repr__(self) -> str:
+        return (f"BloomFilter(capacity={self._capacity!r}, fpr={self._fpr!r}, kind={self._kind!r}, "
+                f"seed={self._seed!r}): m={self._num_bits} bits, k={self._num_hashes}, {self._count} keys added")
+
+
+def _single(key, operation: str, batch_operation: str):
+    """The key itself, if it is one key."""
+    if not is_single_key(key):
+        raise TypeError(f"{operation} takes one key (int, float, str or bytes), got "
+                        f"{type(key).__name__}; use {batch_operation} for many")
+    return key.item() if isinstance(key, np.ndarray) else key
+
+
+def _batch(keys, operation: str, single_operation: str):
+    """A flat array or sequence of the keys, if they are a batch."""
+    if isinstance(keys, np.ndarray):
+        return keys.ravel()
+    if isinstance(keys, (list, tuple)):
+        return keys
+    raise TypeError(f"{operation} takes a numpy array, list or tuple of keys, got "
+                    f"{type(keys).__name__}; use {single_operation} for one key")
+
+
+def _like(n, values: np.ndarray):
+    """A float for a scalar ``n`` (or None), else the array."""
+    return float(values) if n is None or np.ndim(n) == 0 else values
