@@ -6,7 +6,7 @@ import os
 
 from ._version import __version__
 
-MAGICS = ("%mlsys", "%cluster", "%%cluster run")
+MAGICS = ("%mlsys", "%cluster", "%%cluster run", "%bloom")
 
 
 def _numba_threading() -> str:

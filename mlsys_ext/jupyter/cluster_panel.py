@@ -1,13 +1,13 @@
 """The ``%cluster`` panel: live actor table, fault buttons, network sliders, message rate."""
 from __future__ import annotations
 
-import io
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import ipywidgets as widgets
 
 from ..cluster import Cluster
+from ._plots import new_figure, png_of
 
 ACTIONS = ("kill", "restart", "pause", "resume")
 
@@ -28,9 +28,7 @@ def rate_by_fate(trace, now: float, seconds: int = 60):
 
 def render_rate_png(seconds, sent, delivered, drop: float) -> bytes:
     """Bars: messages sent per second; line: delivered; dashed: what theory expects, sent x (1 - drop)."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(6, 2.2), dpi=90)
+    fig = new_figure(6, 2.2)
     ax = fig.add_subplot()
     ax.bar(seconds, sent, width=1.0, color="#c8c8c8", label="sent")
     ax.plot(seconds, delivered, color="#1f77b4", label="delivered (measured)")
@@ -38,10 +36,7 @@ def render_rate_png(seconds, sent, delivered, drop: float) -> bytes:
     ax.set_xlabel("seconds since start")
     ax.set_ylabel("messages / s")
     ax.legend(loc="upper left", fontsize=7, frameon=False)
-    fig.tight_layout()
-    out = io.BytesIO()
-    fig.savefig(out, format="png")
-    return out.getvalue()
+    return png_of(fig)
 
 
 class ClusterPanel(widgets.VBox):

@@ -37,6 +37,11 @@ def parse_delay(text: str) -> tuple[float, float]:
     return lo * scale, hi * scale
 
 
+def usage_line(magic) -> str:
+    """One line of usage from a magic's argument parser."""
+    return "usage: " + " ".join(magic.parser.format_usage().replace("::", "").split())
+
+
 def parse_groups(words: list[str]) -> list[list[str]]:
     """'a,b | c' -> [['a', 'b'], ['c']]."""
     groups = [[n.strip() for n in part.split(",") if n.strip()] for part in " ".join(words).split("|")]
@@ -59,6 +64,22 @@ class MlsysMagics(Magics):
         if line.strip():
             raise UsageError(f"%mlsys takes no arguments, got {line.strip()!r}\nusage: %mlsys")
         print(format_environment(environment()))
+
+    @magic_arguments()
+    @argument("-n", type=int, default=100_000, help="capacity: keys the filter is sized for")
+    @argument("-p", type=float, default=0.01, help="target false-positive rate at capacity")
+    @argument("--kind", default="classic", help="classic or blocked")
+    @line_magic
+    def bloom(self, line: str = ""):
+        """Open the Bloom filter panel: measured false-positive rate against theory."""
+        from .bloom_panel import BloomPanel
+
+        try:
+            args = parse_argstring(MlsysMagics.bloom, line)
+            panel = BloomPanel(args.n, args.p, args.kind)
+        except (UsageError, ValueError, TypeError) as exc:
+            raise UsageError(f"{exc}\n{usage_line(MlsysMagics.bloom)}") from None
+        display(panel)
 
     def _current(self) -> Cluster:
         if self.current is None or self.current.stopped:

@@ -1,0 +1,75 @@
+"""``LabPanel``: controls drive a measurement on a background thread; a plot and a summary show it."""
+from __future__ import annotations
+
+import threading
+import time
+
+import ipywidgets as widgets
+
+
+class LabPanel(widgets.VBox):
+    """Base of the labs' panels.
+
+    A subclass passes its controls and implements ``measure(**values)`` (pure:
+    it calls the cores and returns a result) and ``draw(result)`` (returns PNG
+    bytes and an HTML summary). Every control change measures again on a
+    background thread, so the kernel keeps answering widget messages; changes
+    that arrive meanwhile are coalesced into one more run with the latest values.
+    """
+
+    def __init__(self, title: str, controls: dict[str, widgets.ValueWidget]):
+        self.controls = controls
+        self.plot = widgets.Image(format="png")
+        self.summary = widgets.HTML()
+        self.status = widgets.Label()
+        self.result = None
+        self._lock = threading.Lock()
+        self._running = False
+        self._again = False
+        self._idle = threading.Event()
+        self._idle.set()
+        for control in controls.values():
+            control.observe(self._changed, names="value")
+        super().__init__([widgets.HTML(f"<b>{title}</b>"), widgets.HBox(list(controls.values())),
+                          self.plot, self.summary, self.status])
+        self._changed()
+
+    def values(self) -> dict:
+        return {name: control.value for name, control in self.controls.items()}
+
+    def measure(self, **values):
+        raise NotImplementedError
+
+    def draw(self, result) -> tuple[bytes, str]:
+        raise NotImplementedError
+
+    def wait(self, timeout: float = 60.0) -> bool:
+        """Block until the latest values have been measured and drawn (for scripts and tests)."""
+        return self._idle.wait(timeout)
+
+    def _changed(self, _change=None) -> None:
+        with self._lock:
+            if self._running:
+                self._again = True
+                return
+            self._running = True
+            self._idle.clear()
+        self.status.value = "measuring ..."
+        threading.Thread(target=self._work, name=f"{type(self).__name__}-measure", daemon=True).start()
+
+    def _work(self) -> None:
+        while True:
+            start = time.perf_counter()
+            try:
+                result = self.measure(**self.values())
+                self.plot.value, self.summary.value = self.draw(result)
+                self.result = result
+                self.status.value = f"measured and drawn in {1000 * (time.perf_counter() - start):.0f} ms"
+            except Exception as exc:  # shown in the panel: a callback's error would otherwise vanish
+                self.status.value = f"error: {type(exc).__name__}: {exc}"
+            with self._lock:
+                if not self._again:
+                    self._running = False
+                    self._idle.set()
+                    return
+                self._again = False

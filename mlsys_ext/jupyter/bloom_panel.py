@@ -1,0 +1,108 @@
+"""The ``%bloom`` panel: a Bloom filter filled for real, its measured false-positive
+rate beside the textbook formula and the exact expectation."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import ipywidgets as widgets
+import numpy as np
+
+from ..sketches import BloomFilter
+from ._lab_panel import LabPanel
+from ._plots import new_figure, png_of
+
+FILL_POINTS = 15
+MAX_FILL = 1.5  # the curves go on past capacity, where the rate climbs
+QUERIES = 20_000
+_ABSENT_BASE = 1 << 62  # absent keys: a range no present key reaches
+
+
+@dataclass
+class BloomMeasurement:
+    filter: BloomFilter
+    added: np.ndarray  # keys in the filter at each fill point
+    measured: np.ndarray  # false positives / QUERIES at each fill point
+    classic: np.ndarray
+    exact: np.ndarray
+    add_rate: float  # keys/s
+    query_rate: float  # keys/s
+
+
+def measure_bloom(n: int, p: float, kind: str, seed: int = 0, queries: int = QUERIES) -> BloomMeasurement:
+    """Fill a filter sized for ``n`` keys at rate ``p`` up to 1.5 n keys, measuring its
+    false-positive rate on ``queries`` absent keys at each fill point."""
+    bf = BloomFilter(n, p, kind=kind, seed=seed)
+    added = np.unique(np.linspace(0, MAX_FILL * n, FILL_POINTS + 1)[1:].astype(np.int64))
+    absent = np.arange(_ABSENT_BASE, _ABSENT_BASE + queries, dtype=np.uint64)
+    measured = np.empty(len(added))
+    add_seconds = query_seconds = 0.0
+    done = 0
+    for i, upto in enumerate(added):
+        chunk = np.arange(done, upto, dtype=np.uint64)
+        start = time.perf_counter()
+        bf.add_many(chunk)
+        add_seconds += time.perf_counter() - start
+        done = upto
+        start = time.perf_counter()
+        measured[i] = bf.contains_many(absent).mean()
+        query_seconds += time.perf_counter() - start
+    return BloomMeasurement(bf, added, measured, bf.fpr_classic(added), bf.fpr_exact(added),
+                            added[-1] / add_seconds, len(added) * queries / query_seconds)
+
+
+def draw_bloom(m: BloomMeasurement, queries: int = QUERIES) -> tuple[bytes, str]:
+    bf = m.filter
+    fill = m.added / bf.capacity
+    fig = new_figure()
+    ax = fig.add_subplot()
+    # 95% binomial interval of each measurement, floored so the log axis shows zero counts
+    spread = 1.96 * np.sqrt(np.maximum(m.exact * (1 - m.exact), 1e-12) / queries)
+    seen = m.measured > 0
+    ax.errorbar(fill[seen], m.measured[seen], yerr=spread[seen], fmt="o", ms=4,
+                color="#1f77b4", label=f"measured ({queries:,} absent keys)")
+    if not seen.all():  # no false positive among the queries: below 1/queries, drawn on that floor
+        ax.plot(fill[~seen], np.full((~seen).sum(), 1 / queries), "v", mfc="none", color="#1f77b4",
+                label=f"none in {queries:,}")
+    ax.plot(fill, m.exact, color="#2ca02c", label="exact: E[(X/m)^k]")
+    ax.plot(fill, m.classic, "--", color="#d62728", label="classic: (1 - e^{-kn/m})^k")
+    ax.axhline(bf.fpr, color="gray", lw=0.8, ls=":", label=f"target p = {bf.fpr:g}")
+    ax.axvline(1.0, color="gray", lw=0.8)
+    ax.set_yscale("log")
+    ax.set_xlabel("keys added / capacity")
+    ax.set_ylabel("false-positive rate")
+    ax.legend(fontsize=7, frameon=False, loc="lower right")
+    at_capacity = int(np.argmin(np.abs(m.added - bf.capacity)))
+    gap = m.exact[at_capacity] / m.classic[at_capacity] - 1
+    summary = (
+        f"<table><tr><td>m = {bf.num_bits:,} bits, k = {bf.num_hashes}, {bf.kind}</td>"
+        f"<td>&nbsp; {bf.bits_per_key:.2f} bits/key, {bf.memory_bytes / 1024:,.1f} KiB</td></tr>"
+        f"<tr><td>at capacity: measured {m.measured[at_capacity]:.4g}, exact {m.exact[at_capacity]:.4g}, "
+        f"classic {m.classic[at_capacity]:.4g}</td><td>&nbsp; exact is {100 * gap:+.1f}% over classic</td></tr>"
+        f"<tr><td>add {m.add_rate / 1e6:.1f} M keys/s</td><td>&nbsp; query {m.query_rate / 1e6:.1f} M keys/s"
+        f"</td></tr></table>"
+    )
+    return png_of(fig), summary
+
+
+class BloomPanel(LabPanel):
+    """Sliders for capacity n, target rate p and the kind; the filter is filled to 1.5 n
+    and its measured rate drawn beside ``fpr_exact`` and ``fpr_classic``. At small m
+    (few keys, or a high p) the two formulas part, and the measurement follows the exact one."""
+
+    def __init__(self, n: int = 100_000, p: float = 0.01, kind: str = "classic"):
+        BloomFilter(n, p, kind=kind)  # bad values are refused here, with the core's message
+        controls = {
+            "n": widgets.FloatLogSlider(value=n, base=10, min=2, max=6, step=0.1, description="capacity n",
+                                        continuous_update=False, readout_format=".3s"),
+            "p": widgets.FloatLogSlider(value=p, base=10, min=-4, max=-0.5, step=0.1, description="target p",
+                                        continuous_update=False, readout_format=".2g"),
+            "kind": widgets.ToggleButtons(options=["classic", "blocked"], value=kind),
+        }
+        super().__init__("Bloom filter: measured false-positive rate against theory", controls)
+
+    def measure(self, n, p, kind):
+        return measure_bloom(max(int(round(n)), 1), p, kind)
+
+    def draw(self, result):
+        return draw_bloom(result)

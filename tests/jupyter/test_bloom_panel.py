@@ -1,0 +1,56 @@
+"""The %bloom panel, headless: sliders moved through ipywidgets' test comm, measurements checked."""
+import numpy as np
+import pytest
+from IPython.core.error import UsageError
+from ipywidgets.widgets.tests.utils import setup_test_comm, teardown_test_comm
+
+from mlsys_ext.jupyter import BloomPanel
+from mlsys_ext.jupyter.bloom_panel import QUERIES, measure_bloom
+
+
+@pytest.fixture
+def comm():
+    setup_test_comm()
+    yield
+    teardown_test_comm()
+
+
+def within_sampling_error(measured, expected, queries=QUERIES, sigmas=6):
+    return abs(measured - expected) <= sigmas * np.sqrt(expected * (1 - expected) / queries) + 1 / queries
+
+
+@pytest.mark.parametrize("kind", ["classic", "blocked"])
+def test_measurement_follows_the_exact_rate(kind):
+    m = measure_bloom(20_000, 0.02, kind)
+    assert list(m.added) == sorted(m.added) and m.added[-1] == 30_000
+    assert all(within_sampling_error(got, want) for got, want in zip(m.measured, m.exact))
+    assert np.all(m.exact >= m.classic * (1 - 1e-9))
+    assert m.add_rate > 0 and m.query_rate > 0
+
+
+def test_panel_measures_again_when_sliders_move(comm):
+    panel = BloomPanel(n=5_000, p=0.05)
+    assert panel.wait()
+    first = panel.result.filter
+    assert (first.capacity, first.kind) == (5_000, "classic")
+    panel.controls["p"].value = 0.001
+    panel.controls["kind"].value = "blocked"
+    assert panel.wait()
+    second = panel.result.filter
+    assert second.kind == "blocked" and second.num_bits > first.num_bits
+    assert bytes(panel.plot.value[:4]) == b"\x89PNG"
+    assert "bits/key" in panel.summary.value and "measured" in panel.status.value
+
+
+def test_bad_values_are_refused_with_the_core_message(comm):
+    with pytest.raises(ValueError, match="fpr"):
+        BloomPanel(p=1.5)
+
+
+def test_bloom_magic(ipython, comm):
+    ipython.run_line_magic("load_ext", "mlsys_ext")
+    ipython.run_line_magic("bloom", "-n 2000 -p 0.01 --kind blocked")
+    with pytest.raises(UsageError, match=r"(?s)kind.*usage: %bloom"):
+        ipython.run_line_magic("bloom", "--kind striped")
+    with pytest.raises(UsageError, match="usage: %bloom"):
+        ipython.run_line_magic("bloom", "-n lots")
