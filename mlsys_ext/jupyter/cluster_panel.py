@@ -14,16 +14,17 @@ ACTIONS = ("kill", "restart", "pause", "resume")
 
 def rate_by_fate(trace, now: float, seconds: int = 60):
     """Per-second counts of messages sent and delivered (from ``cluster.trace()``) over the last ``seconds``."""
-    start = int(now) - seconds + 1
-    sent = [0] * seconds
-    delivered = [0] * seconds
+    start = max(int(now) - seconds + 1, 0)
+    span = int(now) - start + 1
+    sent = [0] * span
+    delivered = [0] * span
     for t, fate in zip(trace["time"], trace["fate"]):
         i = int(t) - start
-        if 0 <= i < seconds and fate != "duplicated":
+        if 0 <= i < span and fate != "duplicated":
             sent[i] += 1
             if fate != "dropped":
                 delivered[i] += 1
-    return list(range(start, start + seconds)), sent, delivered
+    return list(range(start, start + span)), sent, delivered
 
 
 def render_rate_png(seconds, sent, delivered, drop: float) -> bytes:

@@ -91,3 +91,16 @@ def test_live_refresh_runs_in_the_background():
             p.close()
     finally:
         teardown_test_comm()
+
+
+def test_rates_cover_the_last_minute_and_never_before_the_start():
+    import pandas as pd
+
+    from mlsys_ext.jupyter.cluster_panel import rate_by_fate
+
+    trace = pd.DataFrame({"time": [0.5, 1.2, 1.7, 1.9, 70.1], "fate": ["delivered", "dropped", "delayed",
+                                                                     "duplicated", "delivered"]})
+    seconds, sent, delivered = rate_by_fate(trace, now=1.95)
+    assert (seconds, sent, delivered) == ([0, 1], [1, 2], [1, 1])
+    seconds, sent, delivered = rate_by_fate(trace, now=70.5)
+    assert seconds[0] == 11 and len(seconds) == 60 and sent[-1] == delivered[-1] == 1
