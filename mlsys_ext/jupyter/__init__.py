@@ -1,9 +1,10 @@
 """The Jupyter wing: magics and panels over the pure cores. Only this package imports IPython."""
 from .bloom_panel import BloomPanel
 from .cluster_panel import ClusterPanel
+from .cms_panel import CountMinPanel
 from .magics import MlsysMagics
 
-__all__ = ["BloomPanel", "ClusterPanel", "MlsysMagics", "load_ipython_extension", "unload_ipython_extension"]
+__all__ = ["BloomPanel", "ClusterPanel", "CountMinPanel", "MlsysMagics", "load_ipython_extension", "unload_ipython_extension"]
 
 
 def load_ipython_extension(ipython) -> None:

@@ -81,6 +81,24 @@ class MlsysMagics(Magics):
             raise UsageError(f"{exc}\n{usage_line(MlsysMagics.bloom)}") from None
         display(panel)
 
+    @magic_arguments()
+    @argument("--eps", type=float, default=0.001, help="relative error: estimates exceed by at most eps N")
+    @argument("--delta", type=float, default=0.01, help="probability per key of exceeding the bound")
+    @argument("-N", "--length", type=int, default=200_000, help="stream length")
+    @argument("--skew", type=float, default=1.2, help="Zipf exponent of the stream (> 1)")
+    @argument("--conservative", action="store_true", help="conservative update")
+    @line_magic
+    def cms(self, line: str = ""):
+        """Open the Count-Min panel: overestimates against the eps N bound."""
+        from .cms_panel import CountMinPanel
+
+        try:
+            args = parse_argstring(MlsysMagics.cms, line)
+            panel = CountMinPanel(args.eps, args.delta, args.length, args.skew, args.conservative)
+        except (UsageError, ValueError, TypeError) as exc:
+            raise UsageError(f"{exc}\n{usage_line(MlsysMagics.cms)}") from None
+        display(panel)
+
     def _current(self) -> Cluster:
         if self.current is None or self.current.stopped:
             raise UsageError("no cluster is running: start one with %cluster start 4")

@@ -1,15 +1,22 @@
-"""Probabilistic sketches: seeded 64-bit hashing and Bloom filters, fast on numpy batches.
+"""Probabilistic sketches: seeded 64-bit hashing, Bloom filters and Count-Min sketches,
+fast on numpy batches.
 
-    from mlsys_ext.sketches import BloomFilter, hash64
+    from mlsys_ext.sketches import BloomFilter, CountMinSketch, hash64
     bf = BloomFilter(capacity=1_000_000, fpr=0.01, kind="blocked")
     bf.add_many(np.arange(1_000_000))
     bf.contains_many(np.arange(10))        # array([ True,  True, ...])
     bf.fpr_exact(len(bf)), bf.fpr_classic(len(bf))
 
+    cms = CountMinSketch(eps=0.001, delta=0.01)
+    cms.add_many(stream)                   # keys, optionally with counts=
+    cms.estimate_many(keys), cms["word"], cms.error_bound()
+
 Pure core: numpy and numba only, no IPython, widget or plotting imports (the
 Jupyter wing adds panels on top). Kernels compile on first use and are cached.
 """
 from ._bloom import BloomFilter
+from ._countmin import CountMinSketch, TopK
 from ._hashing import hash64
 
-__all__ = ["BloomFilter", "hash64"]
+__all__ = ["BloomFilter", "CountMinSketch", "TopK", "hash64"]
+

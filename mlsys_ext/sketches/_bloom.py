@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import math
-import struct
-import zlib
 
 import numpy as np
 
 from . import _bloom_kernels, _bloom_theory, _threads
-from ._hashing import SEED, hash_keys, is_single_key
+from ._format import ByteFormat
+from ._hashing import SEED, hash_keys, key_batch, single_key
 from ._validation import Integer, OneOf, OpenInterval, validate
 
 KINDS = ("classic", "blocked")
@@ -23,11 +22,9 @@ _CONTAINS_KERNELS = {"classic": (_bloom_kernels.classic_contains, _bloom_kernels
 _MAX_BITS = 2**48  # 32 TiB: beyond any machine, and far from uint64 overflow in the kernels
 _COUNT = Integer(low=0, high=2**63)
 
-# Serialised form: header, the filter's words (little-endian uint64), CRC-32 of all before it.
-_MAGIC = b"MLSXBLOM"
-_FORMAT_VERSION = 1
-_HEADER = struct.Struct("<8sHBQIQQdQ")  # magic, version, kind, m, k, seed, capacity, fpr, count
-_CHECKSUM = struct.Struct("<I")
+# Serialised form (``_format``): the header fields kind, m, k, seed, capacity, fpr,
+# count, then the filter's words (little-endian uint64).
+_FORMAT = ByteFormat(b"MLSXBLOM", 1, "BQIQQdQ", "BloomFilter")
 _KIND_CODES = {kind: code for code, kind in enumerate(KINDS)}
 
 
@@ -105,15 +102,15 @@ class BloomFilter:
     # -- adding and querying -------------------------------------------
     def add(self, key) -> None:
         """Add one key."""
-        self._add_hashes(hash_keys([_single(key, "add", "add_many")], self._seed))
+        self._add_hashes(hash_keys([single_key(key, "add", "add_many")], self._seed))
 
     def add_many(self, keys) -> None:
         """Add every key of a numpy array (any shape), list or tuple."""
-        self._add_hashes(hash_keys(_batch(keys, "add_many", "add"), self._seed))
+        self._add_hashes(hash_keys(key_batch(keys, "add_many", "add"), self._seed))
 
     def contains_many(self, keys) -> np.ndarray:
         """A bool per key (the keys' shape for an array): False means certainly absent."""
-        flat = _batch(keys, "contains_many", "`key in filter`")
+        flat = key_batch(keys, "contains_many", "`key in filter`")
         hashes = hash_keys(flat, self._seed)
         found = np.empty(len(hashes), dtype=np.bool_)
         _threads.run(self._contains_kernels, len(hashes),
@@ -121,7 +118,7 @@ class BloomFilter:
         return found.reshape(keys.shape) if isinstance(keys, np.ndarray) else found
 
     def __contains__(self, key) -> bool:
-        return bool(self.contains_many([_single(key, "`in`", "contains_many")])[0])
+        return bool(self.contains_many([single_key(key, "`in`", "contains_many")])[0])
 
     def _add_hashes(self, hashes: np.ndarray) -> None:
         _threads.run(self._add_kernels, len(hashes), hashes, self._words, self._span, self._num_hashes)
@@ -226,43 +223,23 @@ class BloomFilter:
     # -- serialisation -------------------------------------------------
     def to_bytes(self) -> bytes:
         """The filter as bytes: a versioned header, the bits, and a CRC-32 checksum."""
-        header = _HEADER.pack(_MAGIC, _FORMAT_VERSION, _KIND_CODES[self._kind], self._num_bits,
-                              self._num_hashes, int(self._seed), int(self._capacity), float(self._fpr), self._count)
-        body = header + self._words.astype("<u8", copy=False).tobytes()
-        return body + _CHECKSUM.pack(zlib.crc32(body))
+        fields = (_KIND_CODES[self._kind], self._num_bits, self._num_hashes, int(self._seed),
+                  int(self._capacity), float(self._fpr), self._count)
+        return _FORMAT.pack(fields, self._words.astype("<u8", copy=False).tobytes())
 
     @classmethod
     def from_bytes(cls, data) -> BloomFilter:
         """The filter ``to_bytes`` wrote. Raises ValueError, saying what is wrong, for data
         that are truncated, corrupt, not a Bloom filter, or from a newer format."""
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise TypeError(f"from_bytes needs bytes, got {type(data).__name__}")
-        data = bytes(data)
-        least = _HEADER.size + _CHECKSUM.size
-        if len(data) < least:
-            raise ValueError(f"truncated: {len(data)} bytes, fewer than the {least} of a header and checksum")
-        magic, version, kind_code, num_bits, num_hashes, seed, capacity, fpr, count = _HEADER.unpack_from(data)
-        if magic != _MAGIC:
-            raise ValueError(f"not a serialised BloomFilter: it starts with {magic!r}, not {_MAGIC!r}")
-        if version > _FORMAT_VERSION:
-            raise ValueError(f"format version {version} is newer than this library reads "
-                             f"({_FORMAT_VERSION}): upgrade mlsys_ext")
-        if version != _FORMAT_VERSION:
-            raise ValueError(f"unknown format version {version}")
-        expected = _HEADER.size + num_bits // 8 + _CHECKSUM.size
-        if len(data) != expected:
-            raise ValueError(f"{len(data)} bytes, but the header describes {num_bits} bits, which take "
-                             f"{expected} bytes: the data are truncated or corrupt")
-        (checksum,) = _CHECKSUM.unpack_from(data, len(data) - _CHECKSUM.size)
-        if zlib.crc32(data[:-_CHECKSUM.size]) != checksum:
-            raise ValueError("checksum mismatch: the data are corrupt")
+        fields, payload = _FORMAT.unpack(data, lambda f: (f[1] // 8, f"{f[1]} bits"))
+        kind_code, num_bits, num_hashes, seed, capacity, fpr, count = fields
         kind = KINDS[kind_code] if kind_code < len(KINDS) else None
         if kind is None or num_bits == 0 or num_bits % _UNIT_BITS[kind] or num_hashes == 0 \
                 or capacity == 0 or not 0.0 < fpr < 1.0:
             raise ValueError("corrupt header: the checksum matches but the fields are inconsistent "
                              f"(kind code {kind_code}, {num_bits} bits, k={num_hashes}, "
                              f"capacity={capacity}, fpr={fpr})")
-        words = np.frombuffer(data, dtype="<u8", count=num_bits // 64, offset=_HEADER.size).astype(np.uint64)
+        words = np.frombuffer(payload, dtype="<u8").astype(np.uint64)
         return cls._assemble((capacity, fpr, kind, seed), num_bits, num_hashes, words, count)
 
     def __reduce__(self):
@@ -280,24 +257,6 @@ class BloomFilter:
     def __repr__(self) -> str:
         return (f"BloomFilter(capacity={self._capacity!r}, fpr={self._fpr!r}, kind={self._kind!r}, "
                 f"seed={self._seed!r}): m={self._num_bits} bits, k={self._num_hashes}, {self._count} keys added")
-
-
-def _single(key, operation: str, batch_operation: str):
-    """The key itself, if it is one key."""
-    if not is_single_key(key):
-        raise TypeError(f"{operation} takes one key (int, float, str or bytes), got "
-                        f"{type(key).__name__}; use {batch_operation} for many")
-    return key.item() if isinstance(key, np.ndarray) else key
-
-
-def _batch(keys, operation: str, single_operation: str):
-    """A flat array or sequence of the keys, if they are a batch."""
-    if isinstance(keys, np.ndarray):
-        return keys.ravel()
-    if isinstance(keys, (list, tuple)):
-        return keys
-    raise TypeError(f"{operation} takes a numpy array, list or tuple of keys, got "
-                    f"{type(keys).__name__}; use {single_operation} for one key")
 
 
 def _like(n, values: np.ndarray):

@@ -11,8 +11,9 @@ sketches built apart can be merged. The values are part of the serialised sketch
 formats: changing them breaks stored filters.
 
 numba's cache checks only the source file of each cached function: after editing
-the helpers here or in ``_intrinsics`` that ``_bloom_kernels`` inlines, delete
-``mlsys_ext/sketches/__pycache__`` so that its kernels are compiled again.
+the helpers here or in ``_intrinsics`` that ``_bloom_kernels`` and
+``_countmin_kernels`` inline, delete ``mlsys_ext/sketches/__pycache__`` so that
+their kernels are compiled again.
 
 Three key domains get different seed keys (``_INT_DOMAIN`` ...), so that the
 integer 1, the float 1.0 and the byte string b"\\x01" do not share a hash by accident
@@ -56,12 +57,14 @@ def _rotl(x, r):
 
 
 @njit(inline="always")
-def _seed_key(seed, domain):
+def seed_key(seed, domain):
     return fmix64(seed ^ domain)
 
 
 @njit(inline="always")
-def _hash_word(x, key):
+def hash_word(x, key):
+    """A keyed hash of one 64-bit word: ``hash64`` of an integer, and each of a
+    Count-Min sketch's row hashes of a key's ``hash64``."""
     # Two finaliser rounds with the key injected before each: one round keyed by
     # XOR alone would make the hashes of two seeds a fixed re-labelling of each
     # other (h_s(x) = h_t(x ^ k_s ^ k_t)).
@@ -77,18 +80,18 @@ def thread_share(n, t, n_threads):
 @njit(inline="always")
 def _hash_ints_range(values, key, out):
     for j in range(values.shape[0]):
-        out[j] = _hash_word(values[j], key)
+        out[j] = hash_word(values[j], key)
 
 
 @njit(cache=True, fastmath=True)
 def hash_ints(values, seed, out):
     """``values``: uint64 (integers as their 64-bit two's-complement pattern)."""
-    _hash_ints_range(values, _seed_key(seed, _INT_DOMAIN), out)
+    _hash_ints_range(values, seed_key(seed, _INT_DOMAIN), out)
 
 
 @njit(cache=True, fastmath=True, parallel=True)
 def hash_ints_parallel(values, seed, out, n_threads):
-    key = _seed_key(seed, _INT_DOMAIN)
+    key = seed_key(seed, _INT_DOMAIN)
     for t in prange(n_threads):
         lo, hi = thread_share(values.shape[0], t, n_threads)
         _hash_ints_range(values[lo:hi], key, out[lo:hi])
@@ -102,7 +105,7 @@ def _hash_float_bits_range(bits, key, out):
             x = np.uint64(0)
         elif (x & _FLOAT_EXPONENT) == _FLOAT_EXPONENT and (x & _FLOAT_MANTISSA) != 0:
             x = _CANONICAL_NAN
-        out[j] = _hash_word(x, key)
+        out[j] = hash_word(x, key)
 
 
 @njit(cache=True, fastmath=True)
@@ -110,12 +113,12 @@ def hash_float_bits(bits, seed, out):
     """``bits``: float64 values viewed as uint64. -0.0 becomes 0.0 and every NaN the
     canonical quiet NaN, so keys that compare equal (or are both NaN) hash equal.
     Done on the integer pattern: fastmath lets the compiler assume no NaN in floats."""
-    _hash_float_bits_range(bits, _seed_key(seed, _FLOAT_DOMAIN), out)
+    _hash_float_bits_range(bits, seed_key(seed, _FLOAT_DOMAIN), out)
 
 
 @njit(cache=True, fastmath=True, parallel=True)
 def hash_float_bits_parallel(bits, seed, out, n_threads):
-    key = _seed_key(seed, _FLOAT_DOMAIN)
+    key = seed_key(seed, _FLOAT_DOMAIN)
     for t in prange(n_threads):
         lo, hi = thread_share(bits.shape[0], t, n_threads)
         _hash_float_bits_range(bits[lo:hi], key, out[lo:hi])
@@ -162,12 +165,12 @@ def _hash_bytes_range(buffer, offsets, key, out):
 @njit(cache=True, fastmath=True)
 def hash_bytes(buffer, offsets, seed, out):
     """Key j is ``buffer[offsets[j]:offsets[j + 1]]`` (str keys arrive UTF-8 encoded)."""
-    _hash_bytes_range(buffer, offsets, _seed_key(seed, _BYTES_DOMAIN), out)
+    _hash_bytes_range(buffer, offsets, seed_key(seed, _BYTES_DOMAIN), out)
 
 
 @njit(cache=True, fastmath=True, parallel=True)
 def hash_bytes_parallel(buffer, offsets, seed, out, n_threads):
-    key = _seed_key(seed, _BYTES_DOMAIN)
+    key = seed_key(seed, _BYTES_DOMAIN)
     for t in prange(n_threads):
         lo, hi = thread_share(out.shape[0], t, n_threads)
         _hash_bytes_range(buffer, offsets[lo:hi + 1], key, out[lo:hi])

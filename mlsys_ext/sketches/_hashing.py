@@ -63,6 +63,25 @@ def is_single_key(key) -> bool:
     return _is_scalar_key(key) or (isinstance(key, np.ndarray) and key.ndim == 0)
 
 
+def single_key(key, operation: str, batch_operation: str):
+    """The key itself, if it is one key; else a TypeError pointing to ``batch_operation``."""
+    if not is_single_key(key):
+        raise TypeError(f"{operation} takes one key (int, float, str or bytes), got "
+                        f"{type(key).__name__}; use {batch_operation} for many")
+    return key.item() if isinstance(key, np.ndarray) else key
+
+
+def key_batch(keys, operation: str, single_operation: str):
+    """A flat array or sequence of the keys, if they are a batch; else a TypeError
+    pointing to ``single_operation``."""
+    if isinstance(keys, np.ndarray):
+        return keys.ravel()
+    if isinstance(keys, (list, tuple)):
+        return keys
+    raise TypeError(f"{operation} takes a numpy array, list or tuple of keys, got "
+                    f"{type(keys).__name__}; use {single_operation} for one key")
+
+
 def _is_scalar_key(key) -> bool:
     return _domain_of_type(type(key)) is not None
 

@@ -1,9 +1,9 @@
 """Which form of a kernel a batch runs: serial, or split over numba's threads."""
 import numba
 
-# Below this many keys a batch takes ~100 µs or less on one thread: splitting it buys
+# Below this many keys a batch takes ~1-2 ms or less on one thread: splitting it buys
 # little, and waking the thread team can cost far more on a busy machine.
-PARALLEL_MIN_KEYS = 1 << 14
+PARALLEL_MIN_KEYS = 1 << 17
 
 
 def run(kernels, n_keys: int, *args) -> None:

@@ -1,6 +1,6 @@
 """Parameter constraints: class-level data that says what each parameter accepts.
 
-Each ``check(name, value)`` returns the value in a normal form (``int`` or ``float``)
+Each ``check(name, value)`` returns the value in a normal form (``int``, ``float``, ``bool``)
 or raises ``TypeError`` (wrong type) or ``ValueError`` (out of range) with a message
 that names the parameter, what it must be, and what it got.
 """
@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
+
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,16 @@ class OpenInterval:
         if not (math.isfinite(value) and self.low < value < self.high):
             raise ValueError(f"{name} must be {what}, got {value!r}")
         return value
+
+
+@dataclass(frozen=True)
+class Boolean:
+    """``True`` or ``False`` (a Python or numpy bool; not 0 or 1)."""
+
+    def check(self, name: str, value) -> bool:
+        if not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
+        return bool(value)
 
 
 @dataclass(frozen=True)
