@@ -65,6 +65,15 @@ class MlsysMagics(Magics):
             raise UsageError(f"%mlsys takes no arguments, got {line.strip()!r}\nusage: %mlsys")
         print(format_environment(environment()))
 
+    @staticmethod
+    def _open_panel(magic, line: str, build) -> None:
+        """Parse ``line`` for ``magic``, build its panel and show it; bad values give the usage."""
+        try:
+            panel = build(parse_argstring(magic, line))
+        except (UsageError, ValueError, TypeError) as exc:
+            raise UsageError(f"{exc}\n{usage_line(magic)}") from None
+        display(panel)
+
     @magic_arguments()
     @argument("-n", type=int, default=100_000, help="capacity: keys the filter is sized for")
     @argument("-p", type=float, default=0.01, help="target false-positive rate at capacity")
@@ -74,12 +83,7 @@ class MlsysMagics(Magics):
         """Open the Bloom filter panel: measured false-positive rate against theory."""
         from .bloom_panel import BloomPanel
 
-        try:
-            args = parse_argstring(MlsysMagics.bloom, line)
-            panel = BloomPanel(args.n, args.p, args.kind)
-        except (UsageError, ValueError, TypeError) as exc:
-            raise UsageError(f"{exc}\n{usage_line(MlsysMagics.bloom)}") from None
-        display(panel)
+        self._open_panel(MlsysMagics.bloom, line, lambda a: BloomPanel(a.n, a.p, a.kind))
 
     @magic_arguments()
     @argument("--eps", type=float, default=0.001, help="relative error: estimates exceed by at most eps N")
@@ -92,12 +96,19 @@ class MlsysMagics(Magics):
         """Open the Count-Min panel: overestimates against the eps N bound."""
         from .cms_panel import CountMinPanel
 
-        try:
-            args = parse_argstring(MlsysMagics.cms, line)
-            panel = CountMinPanel(args.eps, args.delta, args.length, args.skew, args.conservative)
-        except (UsageError, ValueError, TypeError) as exc:
-            raise UsageError(f"{exc}\n{usage_line(MlsysMagics.cms)}") from None
-        display(panel)
+        self._open_panel(MlsysMagics.cms, line,
+                         lambda a: CountMinPanel(a.eps, a.delta, a.length, a.skew, a.conservative))
+
+    @magic_arguments()
+    @argument("--num-perm", type=int, default=128, help="MinHash permutations per signature")
+    @argument("--threshold", type=float, default=0.8, help="Jaccard similarity the index targets")
+    @argument("--fp-weight", type=float, default=0.5, help="weight of false positives (false negatives: 1 - it)")
+    @line_magic
+    def lsh(self, line: str = ""):
+        """Open the MinHash LSH panel: measured candidate probability against the S-curve."""
+        from .lsh_panel import LSHPanel
+
+        self._open_panel(MlsysMagics.lsh, line, lambda a: LSHPanel(a.num_perm, a.threshold, a.fp_weight))
 
     def _current(self) -> Cluster:
         if self.current is None or self.current.stopped:

@@ -1,5 +1,5 @@
-"""Probabilistic sketches: seeded 64-bit hashing, Bloom filters and Count-Min sketches,
-fast on numpy batches.
+"""Probabilistic sketches: seeded 64-bit hashing, Bloom filters, Count-Min sketches,
+MinHash and LSH (MinHash bands, SimHash hyperplanes), fast on numpy batches.
 
     from mlsys_ext.sketches import BloomFilter, CountMinSketch, hash64
     bf = BloomFilter(capacity=1_000_000, fpr=0.01, kind="blocked")
@@ -11,12 +11,19 @@ fast on numpy batches.
     cms.add_many(stream)                   # keys, optionally with counts=
     cms.estimate_many(keys), cms["word"], cms.error_bound()
 
+    mh = MinHash(num_perm=128)
+    lsh = MinHashLSH(threshold=0.8, num_perm=128)
+    lsh.insert_many(names, mh.signatures(token_sets))
+    lsh.query(mh.signature(tokens))        # candidate near-duplicates
+
 Pure core: numpy and numba only, no IPython, widget or plotting imports (the
 Jupyter wing adds panels on top). Kernels compile on first use and are cached.
 """
 from ._bloom import BloomFilter
 from ._countmin import CountMinSketch, TopK
 from ._hashing import hash64
+from ._lsh import MinHashLSH, SimHashLSH
+from ._minhash import MinHash
 
-__all__ = ["BloomFilter", "CountMinSketch", "TopK", "hash64"]
+__all__ = ["BloomFilter", "CountMinSketch", "MinHash", "MinHashLSH", "SimHashLSH", "TopK", "hash64"]
 

@@ -1,0 +1,119 @@
+"""The ``%lsh`` panel: MinHash LSH on generated near-duplicate documents, the measured
+candidate probability per similarity bucket beside the S-curve 1 - (1 - s^r)^b."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import ipywidgets as widgets
+import numpy as np
+
+from ..sketches import MinHash, MinHashLSH
+from ._lab_panel import LabPanel
+from ._plots import new_figure, png_of
+
+BUCKETS = np.round(np.arange(0.05, 1.0, 0.05), 2)  # Jaccard similarity of the generated pairs
+PAIRS_PER_BUCKET = 40
+DOC_TOKENS = 200
+
+
+def near_duplicate_pairs(similarities, pairs: int, tokens: int, seed: int = 0):
+    """For each similarity J, ``pairs`` pairs of ``tokens``-token sets with Jaccard exactly
+    J (as near as whole tokens allow): two sets sharing o tokens have J = o / (2 t - o).
+    Returns (left sets, right sets, true similarity of each pair); tokens of different
+    pairs never overlap."""
+    rng = np.random.default_rng(seed)
+    left, right, truth = [], [], []
+    next_token = 0
+    for j in similarities:
+        shared = int(round(2 * tokens * j / (1 + j)))
+        for _ in range(pairs):
+            pool = np.arange(next_token, next_token + 2 * tokens - shared, dtype=np.uint64)
+            next_token += len(pool)
+            pool = rng.permutation(pool)
+            common, own = pool[:shared], pool[shared:]
+            left.append(np.concatenate([common, own[:tokens - shared]]))
+            right.append(np.concatenate([common, own[tokens - shared:]]))
+            truth.append(shared / (2 * tokens - shared))
+    return left, right, np.array(truth)
+
+
+@dataclass
+class LSHMeasurement:
+    index: MinHashLSH
+    similarity: np.ndarray  # true Jaccard per bucket
+    found: np.ndarray  # fraction of the bucket's pairs that became candidates
+    recall: float  # pairs at or above the threshold found
+    precision: float  # found pairs that are at or above the threshold
+    build_rate: float  # signatures/s
+    query_rate: float  # queries/s
+
+
+def measure_lsh(num_perm: int, threshold: float, fp_weight: float, seed: int = 0) -> LSHMeasurement:
+    left, right, truth = near_duplicate_pairs(BUCKETS, PAIRS_PER_BUCKET, DOC_TOKENS, seed)
+    minhash = MinHash(num_perm, seed=seed)
+    start = time.perf_counter()
+    signatures = minhash.signatures(left + right)
+    build_seconds = time.perf_counter() - start
+    index = MinHashLSH(threshold, num_perm, weights=(fp_weight, 1.0 - fp_weight), seed=seed)
+    index.insert_many(list(range(len(left))), signatures[:len(left)])
+    start = time.perf_counter()
+    candidates = index.query_many(signatures[len(left):])
+    query_seconds = time.perf_counter() - start
+    hit = np.array([i in found for i, found in enumerate(candidates)])
+    per_bucket = hit.reshape(len(BUCKETS), PAIRS_PER_BUCKET)
+    similar = truth >= threshold
+    return LSHMeasurement(
+        index, truth.reshape(len(BUCKETS), PAIRS_PER_BUCKET)[:, 0], per_bucket.mean(axis=1),
+        float(hit[similar].mean()) if similar.any() else float("nan"),
+        float(similar[hit].mean()) if hit.any() else float("nan"),
+        len(signatures) / build_seconds, len(right) / query_seconds,
+    )
+
+
+def draw_lsh(m: LSHMeasurement) -> tuple[bytes, str]:
+    bands, rows = m.index.params
+    fig = new_figure()
+    ax = fig.add_subplot()
+    s = np.linspace(0, 1, 201)
+    ax.plot(s, m.index.probability(s), color="#2ca02c", label=f"P(s) = 1 - (1 - s^{rows})^{bands}")
+    spread = 1.96 * np.sqrt(np.maximum(m.found * (1 - m.found), 0.25 / PAIRS_PER_BUCKET) / PAIRS_PER_BUCKET)
+    ax.errorbar(m.similarity, m.found, yerr=spread, fmt="o", ms=4, color="#1f77b4",
+                label=f"measured ({PAIRS_PER_BUCKET} pairs per bucket)")
+    ax.axvline(m.index.threshold, color="gray", ls=":", label=f"threshold {m.index.threshold:g}")
+    ax.set_xlabel("Jaccard similarity s")
+    ax.set_ylabel("P(candidate)")
+    ax.legend(fontsize=7, frameon=False, loc="upper left")
+    fp_area, fn_area = m.index.error_areas()
+    summary = (
+        f"<table><tr><td>b = {bands} bands x r = {rows} rows ({bands * rows} of {m.index.num_perm} slots)</td>"
+        f"<td>&nbsp; false-positive area {fp_area:.4f}, false-negative area {fn_area:.4f}</td></tr>"
+        f"<tr><td>recall {m.recall:.3f} (pairs with s >= threshold found)</td>"
+        f"<td>&nbsp; precision {m.precision:.3f} (found pairs with s >= threshold)</td></tr>"
+        f"<tr><td>MinHash {m.build_rate:,.0f} signatures/s ({DOC_TOKENS} tokens)</td>"
+        f"<td>&nbsp; {m.query_rate:,.0f} queries/s</td></tr></table>"
+    )
+    return png_of(fig), summary
+
+
+class LSHPanel(LabPanel):
+    """Sliders for num_perm, the threshold and the weight of false positives against false
+    negatives; b and r are chosen by the index, and the measurement checks the S-curve."""
+
+    def __init__(self, num_perm: int = 128, threshold: float = 0.8, fp_weight: float = 0.5):
+        MinHashLSH(threshold, num_perm, weights=(fp_weight, 1.0 - fp_weight))  # refused here if bad
+        controls = {
+            "num_perm": widgets.IntSlider(value=num_perm, min=16, max=512, step=16, description="num_perm",
+                                          continuous_update=False),
+            "threshold": widgets.FloatSlider(value=threshold, min=0.1, max=0.95, step=0.05,
+                                             description="threshold", continuous_update=False),
+            "fp_weight": widgets.FloatSlider(value=fp_weight, min=0.0, max=1.0, step=0.05,
+                                             description="FP weight", continuous_update=False),
+        }
+        super().__init__("MinHash LSH: measured candidate probability against the S-curve", controls)
+
+    def measure(self, num_perm, threshold, fp_weight):
+        return measure_lsh(num_perm, threshold, fp_weight)
+
+    def draw(self, result):
+        return draw_lsh(result)

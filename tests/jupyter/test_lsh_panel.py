@@ -1,0 +1,51 @@
+"""The %lsh panel, headless: generated near-duplicates, the S-curve, controls moved through the test comm."""
+import numpy as np
+import pytest
+from IPython.core.error import UsageError
+from ipywidgets.widgets.tests.utils import setup_test_comm, teardown_test_comm
+
+from mlsys_ext.jupyter import LSHPanel
+from mlsys_ext.jupyter.lsh_panel import PAIRS_PER_BUCKET, measure_lsh, near_duplicate_pairs
+
+
+@pytest.fixture
+def comm():
+    setup_test_comm()
+    yield
+    teardown_test_comm()
+
+
+def test_generated_pairs_have_the_asked_similarity():
+    left, right, truth = near_duplicate_pairs([0.2, 0.5, 0.9], 3, 100)
+    for a, b, j in zip(left, right, truth):
+        a, b = set(a.tolist()), set(b.tolist())
+        assert len(a) == len(b) == 100
+        assert len(a & b) / len(a | b) == pytest.approx(j)
+    assert truth[0] == pytest.approx(0.2, abs=0.01) and truth[-1] == pytest.approx(0.9, abs=0.01)
+    assert not set(left[0].tolist()) & set(left[1].tolist())  # different pairs share nothing
+
+
+def test_measured_candidate_rate_follows_the_s_curve():
+    m = measure_lsh(128, 0.8, 0.5)
+    expected = m.index.probability(m.similarity)
+    tolerance = 5 * np.sqrt(np.maximum(expected * (1 - expected), 0.01) / PAIRS_PER_BUCKET)
+    assert np.all(np.abs(m.found - expected) <= tolerance)
+    assert 0 <= m.recall <= 1 and 0 <= m.precision <= 1
+
+
+def test_panel_chooses_new_bands_when_the_threshold_moves(comm):
+    panel = LSHPanel(num_perm=64, threshold=0.5)
+    assert panel.wait()
+    low = panel.result.index.params
+    panel.controls["threshold"].value = 0.9
+    assert panel.wait()
+    high = panel.result.index.params
+    assert high[1] > low[1]  # more rows per band: a steeper, later S-curve
+    assert "bands" in panel.summary.value
+
+
+def test_lsh_magic(ipython, comm):
+    ipython.run_line_magic("load_ext", "mlsys_ext")
+    ipython.run_line_magic("lsh", "--num-perm 64 --threshold 0.7")
+    with pytest.raises(UsageError, match=r"(?s)threshold.*usage: %lsh"):
+        ipython.run_line_magic("lsh", "--threshold 1.5")
