@@ -117,3 +117,98 @@ class LSHPanel(LabPanel):
 
     def draw(self, result):
         return draw_lsh(result)
+
+
+# -- SimHash ------------------------------------------------------------------------------
+
+PROBES = (0, 1, 2, 4, 8)
+K = 10
+
+
+@dataclass
+class SimHashData:
+    base: np.ndarray
+    queries: np.ndarray
+    truth: np.ndarray  # ids of each query's exact K nearest by cosine
+    truth_cosines: np.ndarray
+
+
+def clustered_vectors(n: int = 10_000, queries: int = 100, dim: int = 32, clusters: int = 50,
+                      spread: float = 0.35, seed: int = 0) -> SimHashData:
+    """Gaussian clusters on random centres; the exact cosine K-NN of each query as ground truth."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(clusters, dim))
+    points = centres[rng.integers(0, clusters, n + queries)] + spread * rng.normal(size=(n + queries, dim))
+    points /= np.linalg.norm(points, axis=1, keepdims=True)
+    base, asked = points[:n].astype(np.float32), points[n:].astype(np.float32)
+    cosines = asked @ base.T
+    truth = np.argsort(-cosines, axis=1)[:, :K]
+    return SimHashData(base, asked, truth, np.take_along_axis(cosines, truth, axis=1))
+
+
+@dataclass
+class SimHashMeasurement:
+    index: object
+    probes: tuple
+    recall: np.ndarray  # recall@K per probe count
+    qps: np.ndarray  # queries/s per probe count
+    candidate_bound: float  # theory: mean P(a true neighbour shares a bucket) without probes
+
+
+def measure_simhash(data: SimHashData, bits: int, bands: int) -> SimHashMeasurement:
+    from ..sketches import SimHashLSH
+
+    index = SimHashLSH(data.base.shape[1], bits=bits, bands=bands)
+    index.add(data.base)
+    recall, qps = [], []
+    for probes in PROBES:
+        start = time.perf_counter()
+        ids, _ = index.query(data.queries, k=K, probes=probes)
+        qps.append(len(data.queries) / (time.perf_counter() - start))
+        recall.append(np.mean([len(set(found) & set(want)) / K for found, want in zip(ids, data.truth)]))
+    bound = float(np.mean(index.probability(np.clip(data.truth_cosines, -1.0, 1.0))))
+    return SimHashMeasurement(index, PROBES, np.array(recall), np.array(qps), bound)
+
+
+def draw_simhash(m: SimHashMeasurement) -> tuple[bytes, str]:
+    fig = new_figure()
+    ax = fig.add_subplot()
+    ax.plot(m.probes, m.recall, "o-", color="#1f77b4", label=f"measured recall@{K}")
+    ax.axhline(m.candidate_bound, color="#2ca02c", ls="--",
+               label="theory, no probes: mean P(true neighbour shares a bucket)")
+    ax.set_ylim(0, 1.05)
+    ax.set_xlabel("extra buckets probed per band")
+    ax.set_ylabel(f"recall@{K}")
+    twin = ax.twinx()
+    twin.plot(m.probes, m.qps, "s:", color="#ff7f0e", label="queries/s")
+    twin.set_ylabel("queries / s")
+    ax.legend(fontsize=7, frameon=False, loc="lower right")
+    twin.legend(fontsize=7, frameon=False, loc="center right")
+    summary = (f"<table><tr><td>{m.index.bits} bits in {m.index.bands} bands of "
+               f"{m.index.bits // m.index.bands}</td><td>&nbsp; {len(m.index):,} vectors</td></tr>"
+               f"<tr><td>recall@{K}: {m.recall[0]:.3f} without probes, {m.recall[-1]:.3f} with "
+               f"{m.probes[-1]}</td><td>&nbsp; {m.qps[0]:,.0f} to {m.qps[-1]:,.0f} queries/s</td></tr></table>")
+    return png_of(fig), summary
+
+
+class SimHashPanel(LabPanel):
+    """Sliders for bits and bands; recall@10 and queries/s against the number of probes,
+    on clustered vectors with exact cosine ground truth, beside the no-probe theory."""
+
+    def __init__(self, bits: int = 32, bands: int = 4):
+        from ..sketches import SimHashLSH
+
+        SimHashLSH(32, bits=bits, bands=bands)  # bad values are refused here, with the core's message
+        self.data = clustered_vectors()
+        controls = {
+            "bits": widgets.IntSlider(value=bits, min=8, max=64, step=8, description="bits",
+                                      continuous_update=False),
+            "bands": widgets.Dropdown(options=[1, 2, 4, 8], value=bands, description="bands"),
+        }
+        super().__init__("SimHash LSH: recall@10 and speed against probes", controls)
+
+    def measure(self, bits, bands):
+        return measure_simhash(self.data, bits, bands)
+
+    def draw(self, result):
+        return draw_simhash(result)

@@ -103,12 +103,16 @@ class MlsysMagics(Magics):
     @argument("--num-perm", type=int, default=128, help="MinHash permutations per signature")
     @argument("--threshold", type=float, default=0.8, help="Jaccard similarity the index targets")
     @argument("--fp-weight", type=float, default=0.5, help="weight of false positives (false negatives: 1 - it)")
+    @argument("--simhash", action="store_true", help="the SimHash panel (vectors) instead of MinHash (sets)")
+    @argument("--bits", type=int, default=32, help="--simhash: hyperplanes")
+    @argument("--bands", type=int, default=4, help="--simhash: bands the bits are split into")
     @line_magic
     def lsh(self, line: str = ""):
-        """Open the MinHash LSH panel: measured candidate probability against the S-curve."""
-        from .lsh_panel import LSHPanel
+        """Open the LSH panel: MinHash candidates against the S-curve, or (--simhash) recall@10 against probes."""
+        from .lsh_panel import LSHPanel, SimHashPanel
 
-        self._open_panel(MlsysMagics.lsh, line, lambda a: LSHPanel(a.num_perm, a.threshold, a.fp_weight))
+        self._open_panel(MlsysMagics.lsh, line, lambda a: SimHashPanel(a.bits, a.bands) if a.simhash
+                         else LSHPanel(a.num_perm, a.threshold, a.fp_weight))
 
     def _current(self) -> Cluster:
         if self.current is None or self.current.stopped:

@@ -49,3 +49,25 @@ def test_lsh_magic(ipython, comm):
     ipython.run_line_magic("lsh", "--num-perm 64 --threshold 0.7")
     with pytest.raises(UsageError, match=r"(?s)threshold.*usage: %lsh"):
         ipython.run_line_magic("lsh", "--threshold 1.5")
+
+
+def test_simhash_recall_stays_under_the_candidate_bound_without_probes_and_grows_with_them():
+    from mlsys_ext.jupyter.lsh_panel import clustered_vectors, measure_simhash
+
+    data = clustered_vectors(n=3_000, queries=60)
+    m = measure_simhash(data, bits=16, bands=2)
+    assert m.recall[0] <= m.candidate_bound + 0.1  # recall@10 needs the neighbour as a candidate first
+    assert np.all(np.diff(m.recall) >= -1e-9) and m.recall[-1] > m.recall[0]
+
+
+def test_simhash_panel_and_magic(ipython, comm):
+    from mlsys_ext.jupyter import SimHashPanel
+
+    panel = SimHashPanel(bits=16, bands=2)
+    assert panel.wait()
+    panel.controls["bits"].value = 32
+    assert panel.wait()
+    assert panel.result.index.bits == 32 and "recall@10" in panel.summary.value
+    ipython.run_line_magic("load_ext", "mlsys_ext")
+    with pytest.raises(UsageError, match=r"(?s)divisible.*usage: %lsh"):
+        ipython.run_line_magic("lsh", "--simhash --bits 30 --bands 4")
