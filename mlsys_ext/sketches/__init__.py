@@ -24,6 +24,8 @@ from ._countmin import CountMinSketch, TopK
 from ._hashing import hash64
 from ._lsh import MinHashLSH, SimHashLSH
 from ._minhash import MinHash
+from ._scalable import ScalableBloomFilter
 
-__all__ = ["BloomFilter", "CountMinSketch", "MinHash", "MinHashLSH", "SimHashLSH", "TopK", "hash64"]
+__all__ = ["BloomFilter", "CountMinSketch", "MinHash", "MinHashLSH", "ScalableBloomFilter", "SimHashLSH", "TopK",
+           "hash64"]
 
