@@ -21,11 +21,12 @@ Jupyter wing adds panels on top). Kernels compile on first use and are cached.
 """
 from ._bloom import BloomFilter
 from ._countmin import CountMinSketch, TopK
+from ._counting import CountingBloomFilter
 from ._hashing import hash64
 from ._lsh import MinHashLSH, SimHashLSH
 from ._minhash import MinHash
 from ._scalable import ScalableBloomFilter
 
-__all__ = ["BloomFilter", "CountMinSketch", "MinHash", "MinHashLSH", "ScalableBloomFilter", "SimHashLSH", "TopK",
+__all__ = ["BloomFilter", "CountMinSketch", "CountingBloomFilter", "MinHash", "MinHashLSH", "ScalableBloomFilter", "SimHashLSH", "TopK",
            "hash64"]
 

@@ -26,7 +26,7 @@ _SUPPORTED = ("integers (any numpy width), float16/32/64, str, bytes, "
 def hash64(keys, seed: int = 0):
     """Seeded 64-bit hashes of ``keys``, stable across processes, runs and machines.
 
-    Keys may be one key or a numpy array, list or tuple of keys:
+    Keys may be one key or a numpy array, list, tuple or range of keys:
 
     - integers of any numpy width (and bools, as 0/1) hash by value: ``np.int8(-1)``
       and ``-1`` agree. Values are taken modulo 2**64, so ``-1`` and ``2**64 - 1``
@@ -78,7 +78,9 @@ def key_batch(keys, operation: str, single_operation: str):
         return keys.ravel()
     if isinstance(keys, (list, tuple)):
         return keys
-    raise TypeError(f"{operation} takes a numpy array, list or tuple of keys, got "
+    if isinstance(keys, range):
+        return np.arange(keys.start, keys.stop, keys.step, dtype=np.int64)
+    raise TypeError(f"{operation} takes a numpy array, list, tuple or range of keys, got "
                     f"{type(keys).__name__}; use {single_operation} for one key")
 
 
