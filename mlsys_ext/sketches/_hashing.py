@@ -43,8 +43,8 @@ def hash64(keys, seed: int = 0):
     seed = SEED.check("seed", seed)
     if isinstance(keys, np.ndarray):
         return hash_keys(keys.ravel(), seed).reshape(keys.shape)
-    if isinstance(keys, (list, tuple)):
-        return hash_keys(keys, seed)
+    if isinstance(keys, (list, tuple, range)):
+        return hash_keys(key_batch(keys, "hash64", "hash64"), seed)
     if not _is_scalar_key(keys):
         raise TypeError(f"hash64 cannot hash {type(keys).__name__!r} keys; it hashes {_SUPPORTED}")
     return hash_keys([keys], seed)[0]

@@ -177,3 +177,9 @@ scalars = st.one_of(
 def test_a_batch_hashes_like_its_keys_one_by_one(keys, seed):
     batch = hash64(keys, seed=seed)
     assert batch.tolist() == [int(hash64(k, seed=seed)) for k in keys]
+
+
+def test_a_range_hashes_like_the_same_integers():
+    from mlsys_ext.sketches import hash64
+
+    assert np.array_equal(hash64(range(3, 50, 7)), hash64(list(range(3, 50, 7))))
