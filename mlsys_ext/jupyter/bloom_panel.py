@@ -29,10 +29,10 @@ class BloomMeasurement:
     query_rate: float  # keys/s
 
 
-def measure_bloom(n: int, p: float, kind: str, seed: int = 0, queries: int = QUERIES) -> BloomMeasurement:
-    """Fill a filter sized for ``n`` keys at rate ``p`` up to 1.5 n keys, measuring its
+def measure_bloom(bf: BloomFilter, queries: int = QUERIES) -> BloomMeasurement:
+    """Fill the empty filter ``bf`` up to 1.5 times its capacity, measuring its
     false-positive rate on ``queries`` absent keys at each fill point."""
-    bf = BloomFilter(n, p, kind=kind, seed=seed)
+    n = bf.capacity
     added = np.unique(np.linspace(0, MAX_FILL * n, FILL_POINTS + 1)[1:].astype(np.int64))
     absent = np.arange(_ABSENT_BASE, _ABSENT_BASE + queries, dtype=np.uint64)
     measured = np.empty(len(added))
@@ -86,23 +86,32 @@ def draw_bloom(m: BloomMeasurement, queries: int = QUERIES) -> tuple[bytes, str]
 
 
 class BloomPanel(LabPanel):
-    """Sliders for capacity n, target rate p and the kind; the filter is filled to 1.5 n
-    and its measured rate drawn beside ``fpr_exact`` and ``fpr_classic``. At small m
-    (few keys, or a high p) the two formulas part, and the measurement follows the exact one."""
+    """Sliders for capacity n, target rate p and the kind, or m and k by hand; the filter
+    is filled to 1.5 n and its measured rate drawn beside ``fpr_exact`` and
+    ``fpr_classic``. At small m the two formulas part, and the measurement follows the
+    exact one; away from the optimal k, both rise."""
 
     def __init__(self, n: int = 100_000, p: float = 0.01, kind: str = "classic"):
-        BloomFilter(n, p, kind=kind)  # bad values are refused here, with the core's message
+        sized = BloomFilter(n, p, kind=kind)  # bad values are refused here, with the core's message
         controls = {
             "n": widgets.FloatLogSlider(value=n, base=10, min=2, max=6, step=0.1, description="capacity n",
                                         continuous_update=False, readout_format=".3s"),
             "p": widgets.FloatLogSlider(value=p, base=10, min=-4, max=-0.5, step=0.1, description="target p",
                                         continuous_update=False, readout_format=".2g"),
             "kind": widgets.ToggleButtons(options=["classic", "blocked"], value=kind),
+            "by_hand": widgets.Checkbox(value=False, description="m and k by hand"),
+            "m": widgets.FloatLogSlider(value=sized.num_bits, base=2, min=8, max=26, step=0.25,
+                                        description="m bits", continuous_update=False, readout_format=".3s"),
+            "k": widgets.IntSlider(value=sized.num_hashes, min=1, max=24, description="k",
+                                   continuous_update=False),
         }
         super().__init__("Bloom filter: measured false-positive rate against theory", controls)
 
-    def measure(self, n, p, kind):
-        return measure_bloom(max(int(round(n)), 1), p, kind)
+    def measure(self, n, p, kind, by_hand, m, k):
+        n = max(int(round(n)), 1)
+        if by_hand:
+            return measure_bloom(BloomFilter.with_shape(int(round(m)), k, n, kind))
+        return measure_bloom(BloomFilter(n, p, kind))
 
     def draw(self, result):
         return draw_bloom(result)

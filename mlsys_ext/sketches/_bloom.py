@@ -163,6 +163,21 @@ class BloomFilter:
         return type(self)._assemble(parameters, self._num_bits, self._num_hashes, words, count)
 
     @classmethod
+    def with_shape(cls, num_bits: int, num_hashes: int, capacity: int, kind: str = "classic",
+                   seed: int = 0) -> BloomFilter:
+        """A filter of ``num_bits`` bits (rounded up to whole 64-bit words, or 512-bit blocks)
+        and ``num_hashes`` bits per key, chosen by hand rather than sized from a target
+        rate: for experiments. ``fpr`` is then the textbook rate at ``capacity``."""
+        checked = validate({"num_bits": Integer(low=1, high=_MAX_BITS), "num_hashes": Integer(low=1, high=64),
+                            "capacity": Integer(low=1), "kind": OneOf(KINDS), "seed": SEED},
+                           num_bits=num_bits, num_hashes=num_hashes, capacity=capacity, kind=kind, seed=seed)
+        unit = _UNIT_BITS[kind]
+        bits = -(-checked["num_bits"] // unit) * unit
+        fpr = float(_bloom_theory.fpr_classic(bits, checked["num_hashes"], np.asarray(capacity)))
+        return cls._assemble((capacity, fpr, kind, seed), bits, checked["num_hashes"],
+                             np.zeros(bits // 64, dtype=np.uint64), 0)
+
+    @classmethod
     def _assemble(cls, parameters: tuple, num_bits: int, num_hashes: int, words: np.ndarray,
                   count: int) -> BloomFilter:
         """A filter from its (capacity, fpr, kind, seed) and its state, not sized anew."""

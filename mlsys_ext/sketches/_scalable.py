@@ -107,6 +107,26 @@ class ScalableBloomFilter:
     def approx_count(self) -> float:
         return sum(s.approx_count() for s in self._slices)
 
+    def union(self, other: ScalableBloomFilter) -> ScalableBloomFilter:
+        """A filter holding the keys of both (built per shard, say): slice i is the union
+        of the two slices i. A slice may then hold more keys than it was sized for, so
+        the total rate can exceed ``fpr``: ``fpr_exact()`` tells by how much."""
+        parameters = (self._initial_capacity, self._fpr, self._growth, self._tightening, self._kind, self._seed)
+        if not isinstance(other, ScalableBloomFilter) or parameters != (
+                other._initial_capacity, other._fpr, other._growth, other._tightening, other._kind, other._seed):
+            raise ValueError("union needs a ScalableBloomFilter with equal initial_capacity, fpr, growth, "
+                             "tightening, kind and seed")
+        out = ScalableBloomFilter(*parameters)
+        for i in range(max(len(self._slices), len(other._slices))):
+            mine = self._slices[i] if i < len(self._slices) else None
+            theirs = other._slices[i] if i < len(other._slices) else None
+            only = mine if theirs is None else theirs
+            out._slices.append(mine | theirs if mine is not None and theirs is not None
+                               else BloomFilter.from_bytes(only.to_bytes()))
+        return out
+
+    __or__ = union
+
     # -- serialisation -------------------------------------------------
     def to_bytes(self) -> bytes:
         """A versioned header, each slice's own bytes (length-prefixed), and a CRC-32."""

@@ -6,6 +6,7 @@ from ipywidgets.widgets.tests.utils import setup_test_comm, teardown_test_comm
 
 from mlsys_ext.jupyter import BloomPanel
 from mlsys_ext.jupyter.bloom_panel import QUERIES, measure_bloom
+from mlsys_ext.sketches import BloomFilter
 
 
 @pytest.fixture
@@ -21,7 +22,7 @@ def within_sampling_error(measured, expected, queries=QUERIES, sigmas=6):
 
 @pytest.mark.parametrize("kind", ["classic", "blocked"])
 def test_measurement_follows_the_exact_rate(kind):
-    m = measure_bloom(20_000, 0.02, kind)
+    m = measure_bloom(BloomFilter(20_000, 0.02, kind))
     assert list(m.added) == sorted(m.added) and m.added[-1] == 30_000
     assert all(within_sampling_error(got, want) for got, want in zip(m.measured, m.exact))
     assert np.all(m.exact >= m.classic * (1 - 1e-9))
@@ -54,3 +55,15 @@ def test_bloom_magic(ipython, comm):
         ipython.run_line_magic("bloom", "--kind striped")
     with pytest.raises(UsageError, match="usage: %bloom"):
         ipython.run_line_magic("bloom", "-n lots")
+
+
+def test_m_and_k_by_hand(comm):
+    panel = BloomPanel(n=5_000, p=0.01)
+    assert panel.wait()
+    panel.controls["m"].value = 2**12
+    panel.controls["k"].value = 2
+    panel.controls["by_hand"].value = True
+    assert panel.wait()
+    bf = panel.result.filter
+    assert (bf.num_bits, bf.num_hashes, bf.capacity) == (4096, 2, 5_000)
+    assert all(within_sampling_error(got, want) for got, want in zip(panel.result.measured, panel.result.exact))

@@ -405,3 +405,13 @@ def test_single_and_batch_operations_are_not_mixed_up():
 def test_repr_names_the_parameters_and_shape():
     text = repr(filled())
     assert "capacity=1000" in text and "kind='classic'" in text and "k=" in text and "702 keys" in text
+
+
+def test_a_filter_shaped_by_hand():
+    bf = BloomFilter.with_shape(1000, 3, capacity=100)
+    assert (bf.num_bits, bf.num_hashes, bf.capacity) == (1024, 3, 100)
+    assert bf.fpr == pytest.approx(bf.fpr_classic(100))
+    blocked = BloomFilter.with_shape(1000, 3, capacity=100, kind="blocked")
+    assert blocked.num_bits == 1024
+    with pytest.raises(ValueError, match="num_hashes"):
+        BloomFilter.with_shape(1000, 0, capacity=100)

@@ -66,3 +66,15 @@ def test_bytes_and_pickle_round_trip_and_corruption():
 def test_bad_parameters_are_named(kwargs, name):
     with pytest.raises((ValueError, TypeError), match=name):
         ScalableBloomFilter(**kwargs)
+
+
+def test_union_of_shards_holds_every_key():
+    a, b = ScalableBloomFilter(100, 0.01), ScalableBloomFilter(100, 0.01)
+    a.add_many(np.arange(0, 1000))
+    b.add_many(np.arange(1000, 1200))
+    u = a | b
+    assert len(u.slices) == len(a.slices) > len(b.slices)
+    assert u.contains_many(np.arange(1200)).all() and len(u) == 1200
+    assert u.fpr_exact() >= a.fpr_exact()
+    with pytest.raises(ValueError, match="equal initial_capacity"):
+        a | ScalableBloomFilter(100, 0.02)
