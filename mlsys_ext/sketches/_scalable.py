@@ -21,8 +21,8 @@ class ScalableBloomFilter:
     Slice i holds ``initial_capacity * growth**i`` keys at rate p (1 - r) r**i, r being
     ``tightening``; a key is present if any slice reports it. The rates sum to at most
     p (1 - r) / (1 - r) = p, so the total false-positive rate stays at or below
-    ``fpr`` however many slices are added. (Giving each slice p r**i instead, as
-    pybloom-live does, lets the total climb towards p / (1 - r): 2p for r = 1/2.)
+    ``fpr`` however many slices are added. (Giving slice i p r**(i+1) instead, as
+    pybloom-live 4.0 does with r = 0.9, lets the total climb towards p r / (1 - r) = 9p.)
 
     Keys, batches, seeds and serialisation as for ``BloomFilter``.
     """
