@@ -23,7 +23,8 @@ def _numba_threading() -> str:
     return f"{chosen} (usable here: {', '.join(usable)}), numba {numba.__version__}"
 
 
-def _cuda() -> tuple[bool, str]:
+def cuda_status() -> tuple[bool, str]:
+    """(usable, why): numba.cuda on a real GPU, or the simulator when NUMBA_ENABLE_CUDASIM=1."""
     if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
         return True, "numba CUDA simulator (NUMBA_ENABLE_CUDASIM=1): correct but slow, no GPU"
     from numba import cuda
@@ -34,7 +35,8 @@ def _cuda() -> tuple[bool, str]:
     return False, reason[0] if reason else "no CUDA device"
 
 
-def _cupy() -> tuple[bool, str]:
+def cupy_status() -> tuple[bool, str]:
+    """(usable, why) for CuPy: installed, and cupy.is_available()."""
     try:
         import cupy
     except ImportError:
@@ -65,7 +67,7 @@ def environment() -> dict:
         "cpus_usable": cpus_usable,
         "numba_threading": _numba_threading(),
     }
-    for key, probe in (("cuda", _cuda), ("cupy", _cupy), ("ray", _ray)):
+    for key, probe in (("cuda", cuda_status), ("cupy", cupy_status), ("ray", _ray)):
         try:
             info[key] = probe()
         except Exception as exc:  # a broken driver install must not break the report
