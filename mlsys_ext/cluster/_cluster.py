@@ -47,7 +47,6 @@ class ActorRecord:
     processed: int = 0
     received_base: int = 0
     channel: object = None
-    backend_ref: object = None
 
     @property
     def can_restart(self) -> bool:
@@ -89,7 +88,7 @@ class Cluster:
 
     def __init__(self, n: int | None = None, backend: str = "local", *, timeout: float = 30.0,
                  seed: int | None = None, trace_size: int = 10_000, echo: bool = True):
-        n = os.cpu_count() or 1 if n is None else n
+        n = (os.cpu_count() or 1) if n is None else n
         if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise ValueError(f"n (the number of workers) must be an integer >= 1, got {n!r}")
         if not timeout > 0:

@@ -9,7 +9,7 @@ import threading
 
 from ._errors import ClusterError
 
-_process = threading.local()
+_decoding = threading.local()  # per thread: the runtime handles unpickled here bind to
 _process_runtime = None
 
 
@@ -26,15 +26,15 @@ class decoding_for:
         self.runtime = runtime
 
     def __enter__(self):
-        self.previous = getattr(_process, "runtime", None)
-        _process.runtime = self.runtime
+        self.previous = getattr(_decoding, "runtime", None)
+        _decoding.runtime = self.runtime
 
     def __exit__(self, *exc):
-        _process.runtime = self.previous
+        _decoding.runtime = self.previous
 
 
 def _rebuild_handle(name: str) -> "ActorHandle":
-    return ActorHandle(name, getattr(_process, "runtime", None) or _process_runtime)
+    return ActorHandle(name, getattr(_decoding, "runtime", None) or _process_runtime)
 
 
 class ActorMethod:

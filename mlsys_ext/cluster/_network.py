@@ -13,7 +13,6 @@ from collections import deque
 from dataclasses import dataclass
 
 DRIVER = "driver"
-FATES = ("delivered", "dropped", "delayed", "duplicated")
 
 
 @dataclass(frozen=True)

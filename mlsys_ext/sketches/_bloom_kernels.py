@@ -50,12 +50,19 @@ _OWNED_BATCH = 2048
 
 
 @njit(inline="always")
+def classic_position(state, num_bits):
+    """Advance a key's position stream (seeded with its hash); return the new state and
+    the position it gives, one of ``num_bits``. Shared with the counting filter."""
+    state += GOLDEN
+    return state, mulhi64(fmix64(state), num_bits)
+
+
+@njit(inline="always")
 def _classic_add_range(hashes, words, num_bits, num_hashes, atomic):
     for j in range(hashes.shape[0]):
         state = hashes[j]
         for _ in range(num_hashes):
-            state += GOLDEN
-            bit = mulhi64(fmix64(state), num_bits)
+            state, bit = classic_position(state, num_bits)
             word = bit >> _WORD_BITS_LOG2
             mask = _ONE << (bit & _BIT_IN_WORD)
             if atomic:
@@ -84,8 +91,7 @@ def _classic_contains_range(hashes, words, num_bits, num_hashes, out):
         # random, and the mispredicted branch costs more than the loads it saves.
         found = _ONE
         for _ in range(num_hashes):
-            state += GOLDEN
-            bit = mulhi64(fmix64(state), num_bits)
+            state, bit = classic_position(state, num_bits)
             found &= words[bit >> _WORD_BITS_LOG2] >> (bit & _BIT_IN_WORD)
         out[j] = found != 0
 

@@ -5,11 +5,14 @@ the two share their false-positive theory. Serial: counting filters serve the
 small, changing sets where removal matters, and a decrement race would corrupt
 counts silently. A counter that reached 255 stays there (it no longer knows its
 count), which can only turn a later false negative into a false positive.
+
+numba's cache checks only the source file of each cached function: these kernels
+inline ``classic_position`` from ``_bloom_kernels``; after editing it, delete
+``mlsys_ext/sketches/__pycache__``.
 """
 from numba import njit
 
-from ._hash_kernels import GOLDEN, fmix64
-from ._intrinsics import mulhi64
+from ._bloom_kernels import classic_position
 
 SATURATED = 255
 
@@ -19,8 +22,7 @@ def counting_add(hashes, counters, num_bits, num_hashes):
     for j in range(hashes.shape[0]):
         state = hashes[j]
         for _ in range(num_hashes):
-            state += GOLDEN
-            i = mulhi64(fmix64(state), num_bits)
+            state, i = classic_position(state, num_bits)
             if counters[i] < SATURATED:
                 counters[i] += 1
 
@@ -31,8 +33,8 @@ def counting_contains(hashes, counters, num_bits, num_hashes, out):
         state = hashes[j]
         found = True
         for _ in range(num_hashes):
-            state += GOLDEN
-            found &= counters[mulhi64(fmix64(state), num_bits)] != 0
+            state, i = classic_position(state, num_bits)
+            found &= counters[i] != 0
         out[j] = found
 
 
@@ -42,7 +44,6 @@ def counting_remove(hashes, counters, num_bits, num_hashes):
     for j in range(hashes.shape[0]):
         state = hashes[j]
         for _ in range(num_hashes):
-            state += GOLDEN
-            i = mulhi64(fmix64(state), num_bits)
+            state, i = classic_position(state, num_bits)
             if 0 < counters[i] < SATURATED:
                 counters[i] -= 1

@@ -227,7 +227,7 @@ def test_partition_cuts_between_groups_only(cluster):
     cluster.partition(["a"], ["r"])
     with pytest.raises(ActorTimeoutError):
         r.call.remote(a, 1).result(timeout=5)  # r's own wait times out after the cluster timeout
-    assert a.incr.remote(0).result() in (0,)  # the driver is in no group: still reaches a
+    assert a.incr.remote(0).result() == 0  # the driver is in no group: still reaches a
     cluster.heal()
     assert r.call.remote(a, 1).result() == 1
     dropped = cluster.trace()[lambda t: (t.src == "r") & (t.dst == "a")]
@@ -406,3 +406,10 @@ def test_round_robin_skips_dead_workers(cluster):
     cluster.kill("w0")
     placed = [cluster.spawn(Counter, name=f"n{i}") for i in range(3)]
     assert set(cluster.status().set_index("name").loc[[h.name for h in placed], "worker"]) == {"w1"}
+
+
+def test_future_exception_returns_the_remote_error_and_none_on_success(cluster):
+    c = cluster.spawn(Counter, name="c0")
+    error = c.fail.remote("told to").exception(timeout=5)
+    assert isinstance(error, ValueError) and "told to" in str(error)
+    assert c.incr.remote().exception(timeout=5) is None
