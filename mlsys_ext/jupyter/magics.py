@@ -114,6 +114,21 @@ class MlsysMagics(Magics):
         self._open_panel(MlsysMagics.lsh, line, lambda a: SimHashPanel(a.bits, a.bands) if a.simhash
                          else LSHPanel(a.num_perm, a.threshold, a.fp_weight))
 
+    @magic_arguments()
+    @argument("-n", type=int, default=10_000, help="points (1,000 to 200,000)")
+    @argument("--dims", type=int, default=8, help="dimensions (1 to 64)")
+    @argument("-k", type=int, default=8, help="clusters (1 to 64)")
+    @argument("--threads", type=int, default=None, help="numba threads (default: all)")
+    @argument("--backend", default="numba", help="numba, numpy, cupy or numba-cuda (where usable)")
+    @argument("--init", default="k-means++", help="k-means++ or random")
+    @line_magic
+    def kmeans(self, line: str = ""):
+        """Open the k-means panel: centroids moving, inertia, time per iteration against scikit-learn."""
+        from .kmeans_panel import KMeansPanel
+
+        self._open_panel(MlsysMagics.kmeans, line,
+                         lambda a: KMeansPanel(a.n, a.dims, a.k, a.threads, a.backend, a.init))
+
     def _current(self) -> Cluster:
         if self.current is None or self.current.stopped:
             raise UsageError("no cluster is running: start one with %cluster start 4")

@@ -1,9 +1,23 @@
 """Compute kernels (k-means, Hogwild SGD, attention) on numba, numba.cuda, CuPy and numpy.
 
-So far: backend selection. ``resolve_backend("auto")`` names the fastest backend
-usable here; asking for one that cannot run raises ``BackendUnavailable`` saying
-why (no CUDA driver, CuPy not installed or without a GPU ...). Pure core.
+``resolve_backend("auto")`` names the fastest backend usable here; asking for one
+that cannot run raises ``BackendUnavailable`` saying why (no CUDA driver, CuPy not
+installed or without a GPU ...). First-call compile time is kept apart from run
+time: ``compile_log()`` lists every kernel compiled in this process. Pure core.
 """
 from ._backends import BACKENDS, BackendUnavailable, available_backends, resolve_backend
+from ._jit import compile_log
+from ._kmeans import KMeansResult, kmeans, kmeans_plusplus
+from ._peak import matmul_peak_gflops
 
-__all__ = ["BACKENDS", "BackendUnavailable", "available_backends", "resolve_backend"]
+__all__ = [
+    "BACKENDS",
+    "BackendUnavailable",
+    "KMeansResult",
+    "available_backends",
+    "compile_log",
+    "kmeans",
+    "kmeans_plusplus",
+    "matmul_peak_gflops",
+    "resolve_backend",
+]

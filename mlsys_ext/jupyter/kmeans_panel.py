@@ -1,0 +1,173 @@
+"""The ``%kmeans`` panel: centroids moving over the points, the inertia curve, and time
+per Lloyd iteration for each backend and scikit-learn, against the matmul peak."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import ipywidgets as widgets
+import numba
+import numpy as np
+
+from ..kernels import available_backends, kmeans, kmeans_plusplus, matmul_peak_gflops
+from ._lab_panel import LabPanel
+from ._plots import new_figure, png_of
+
+MAX_TRACE_ITERATIONS = 30  # the centroid paths drawn: enough to see them settle
+TIMED_ITERATIONS = 5  # per implementation, from the same start
+SCATTER_POINTS = 1_000
+SPREAD = 3.0  # blob standard deviation against means in [-10, 10]: they overlap, so Lloyd takes many steps
+
+
+def blobs(n: int, dims: int, centers: int, seed: int = 0) -> np.ndarray:
+    """``n`` float32 points around ``centers`` random means: overlapping clusters to find."""
+    rng = np.random.default_rng(seed)
+    means = rng.uniform(-10, 10, (centers, dims))
+    return (means[rng.integers(centers, size=n)] + SPREAD * rng.standard_normal((n, dims))).astype(np.float32)
+
+
+@dataclass
+class KMeansMeasurement:
+    X: np.ndarray
+    paths: np.ndarray  # (iterations + 1, k, D): the chosen backend's centroids after each iteration
+    labels: np.ndarray
+    inertia: np.ndarray  # per iteration
+    seconds_per_iteration: dict  # implementation -> median seconds of one Lloyd iteration
+    gflops_per_iteration: float
+    peak_gflops: float
+    compile_seconds: float
+    backend: str
+    init: str
+
+
+def measure_kmeans(n: int, dims: int, k: int, backend: str, threads: int, init: str = "k-means++",
+                   seed: int = 0) -> KMeansMeasurement:
+    """Trace the chosen backend's centroids one iteration at a time from one start
+    (k-means++ or random points), then time a few iterations of every usable backend
+    (not the CUDA simulator) and of scikit-learn from that start."""
+    X = blobs(n, dims, k, seed)
+    rng = np.random.default_rng(seed)
+    start = kmeans_plusplus(X, k, seed=rng) if init == "k-means++" else X[rng.choice(n, k, replace=False)]
+    paths, inertia, labels = [start], [], None
+    compile_seconds = 0.0
+    while len(paths) <= MAX_TRACE_ITERATIONS:
+        step = kmeans(X, k, init=paths[-1], max_iter=1, backend=backend, threads=threads)
+        compile_seconds += step.compile_seconds
+        inertia.append(step.history.inertia[0])
+        paths.append(step.centroids)
+        settled = len(inertia) > 1 and inertia[-2] - inertia[-1] <= 1e-7 * inertia[-2]
+        if settled or (labels is not None and np.array_equal(step.labels, labels)):
+            break  # converged: the centroids no longer move (float32 ties can flip a label forever)
+        labels = step.labels
+    timed = {}
+    for name, (usable, why) in available_backends().items():
+        if usable and "simulator" not in why:
+            run = kmeans(X, k, init=start, backend=name, threads=threads, max_iter=TIMED_ITERATIONS, tol=0)
+            timed[name] = float(run.history.seconds.min())
+    sklearn = _sklearn_seconds(X, start)
+    if sklearn is not None:
+        timed["scikit-learn"] = sklearn
+    return KMeansMeasurement(X, np.array(paths), step.labels, np.array(inertia), timed, 2.0 * n * k * dims / 1e9,
+                             matmul_peak_gflops("float32"), compile_seconds, backend, init)
+
+
+def _sklearn_seconds(X, init, max_iter: int = TIMED_ITERATIONS):
+    """scikit-learn's seconds per Lloyd iteration from the same start, its fixed costs
+    taken out by also timing one iteration (best of three each); None without
+    scikit-learn or when it converged at once."""
+    try:
+        from sklearn.cluster import KMeans
+    except ImportError:
+        return None
+
+    def fit(iterations):
+        start = time.perf_counter()
+        fitted = KMeans(len(init), init=init, n_init=1, max_iter=iterations, tol=0, algorithm="lloyd").fit(X)
+        return time.perf_counter() - start, fitted.n_iter_
+
+    one = min(fit(1)[0] for _ in range(3))
+    full, iterations = min(fit(max_iter) for _ in range(3))
+    if iterations < 2 or full <= one:
+        return None
+    return (full - one) / (iterations - 1)
+
+
+def draw_kmeans(m: KMeansMeasurement) -> tuple[bytes, str]:
+    fig = new_figure(width=10.0, height=3.0)
+    fig.subplots_adjust(left=0.05, right=0.99, bottom=0.17, top=0.9, wspace=0.45)
+    scatter, curve, bars = fig.subplots(1, 3)
+    shown = slice(0, min(SCATTER_POINTS, len(m.X)))
+    second = 1 if m.X.shape[1] > 1 else 0
+    scatter.plot(m.X[shown, 0], m.X[shown, second], ".", ms=2, color="#9ecae1")  # one artist: cheap to draw
+    # all paths in one artist, separated by NaN breaks
+    breaks = np.full((1, m.paths.shape[1]), np.nan)
+    scatter.plot(np.vstack([m.paths[:, :, 0], breaks]).T.ravel(), np.vstack([m.paths[:, :, second], breaks]).T.ravel(),
+                 "-", color="black", lw=0.8)
+    scatter.plot(m.paths[0, :, 0], m.paths[0, :, second], "o", mfc="white", mec="black", ms=4, label=f"{m.init} start")
+    scatter.plot(m.paths[-1, :, 0], m.paths[-1, :, second], "X", color="#d62728", ms=7, label="final")
+    scatter.set_title(f"centroids over {len(m.paths) - 1} iterations (dims 0, {second})", fontsize=8)
+    scatter.legend(fontsize=6, frameon=False, loc="best")
+    curve.plot(np.arange(1, len(m.inertia) + 1), m.inertia, "o-", ms=3)
+    curve.set_xlabel("iteration")
+    curve.set_ylabel("inertia")
+    curve.set_title("inertia at each iteration", fontsize=8)
+    names = list(m.seconds_per_iteration)
+    millis = [1e3 * m.seconds_per_iteration[name] for name in names]
+    colors = ["#d62728" if name == "scikit-learn" else "#1f77b4" for name in names]
+    bars.barh(names, millis, color=colors)
+    bars.tick_params(axis="y", labelsize=7)
+    for y, ms in enumerate(millis):
+        rate = m.gflops_per_iteration / (ms / 1e3)
+        bars.text(ms, y, f" {rate:.1f} GFLOP/s ({100 * rate / m.peak_gflops:.0f}% peak)", va="center", fontsize=7)
+    bars.set_xlim(0, 1.9 * max(millis))
+    bars.set_xlabel("ms per Lloyd iteration")
+    bars.set_title(f"matmul peak here: {m.peak_gflops:.0f} GFLOP/s (float32)", fontsize=8)
+    rows = "".join(f"<tr><td>{name}</td><td>&nbsp;{1e3 * s:.2f} ms/iteration</td>"
+                   f"<td>&nbsp;{m.gflops_per_iteration / s:.1f} GFLOP/s</td></tr>"
+                   for name, s in m.seconds_per_iteration.items())
+    summary = (f"<table>{rows}</table>{len(m.X):,} points x {m.X.shape[1]} dims, k = {m.paths.shape[1]}, "
+               f"traced on {m.backend}; final inertia {m.inertia[-1]:,.1f}; "
+               f"JIT compile {m.compile_seconds:.2f} s (not in the times)")
+    return png_of(fig), summary
+
+
+class KMeansPanel(LabPanel):
+    """Sliders for points, dimensions, k, threads and the backend; the traced run's
+    centroids move over the points, and every backend's time per iteration is drawn
+    beside scikit-learn's as a share of the machine's matmul peak."""
+
+    def __init__(self, n: int = 10_000, dims: int = 8, k: int = 8, threads: int | None = None,
+                 backend: str = "numba", init: str = "k-means++"):
+        usable = [name for name, (ok, why) in available_backends().items() if ok and "simulator" not in why]
+        if backend not in usable:
+            raise ValueError(f"backend must be one of {', '.join(usable)} here, got {backend!r}")
+        max_threads = numba.config.NUMBA_NUM_THREADS
+        threads = max_threads if threads is None else threads
+        for name, value, low, high in (("n", n, 1_000, 200_000), ("dims", dims, 1, 64), ("k", k, 1, 64),
+                                       ("threads", threads, 1, max_threads)):
+            if not low <= value <= high:
+                raise ValueError(f"{name} must be from {low:,} to {high:,}, got {value:,}")
+        if init not in ("k-means++", "random"):
+            raise ValueError(f"init must be k-means++ or random, got {init!r}")
+        controls = {
+            "n": widgets.IntSlider(value=n, min=1_000, max=200_000, step=1_000, description="points",
+                                   continuous_update=False),
+            "dims": widgets.IntSlider(value=dims, min=1, max=64, description="dims", continuous_update=False),
+            "k": widgets.IntSlider(value=k, min=1, max=64, description="k", continuous_update=False),
+            "threads": widgets.IntSlider(value=threads, min=1, max=max_threads,
+                                         description="threads", continuous_update=False),
+            "backend": widgets.Dropdown(options=usable, value=backend, description="backend"),
+            "init": widgets.ToggleButtons(options=["k-means++", "random"], value=init),
+        }
+        self._compiled = False
+        super().__init__("k-means: Lloyd iterations, fused assign and accumulate", controls)
+
+    def measure(self, n, dims, k, threads, backend, init):
+        if not self._compiled:
+            self.status.value = "compiling kernels (first use only) ..."
+        result = measure_kmeans(n, dims, k, backend, threads, init)
+        self._compiled = True
+        return result
+
+    def draw(self, result):
+        return draw_kmeans(result)

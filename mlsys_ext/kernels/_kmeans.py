@@ -1,0 +1,386 @@
+"""``kmeans``: Lloyd's algorithm (or mini-batches) on numba, numba.cuda, CuPy or numpy.
+
+The public function checks and allocates; a *runner* per backend does the passes
+over the data (assign and accumulate, assign only, distances), and one driver
+loop, the same for every backend, turns their sums into centroids. The loop is
+scikit-learn's Lloyd loop step for step (tolerance scaled by the mean variance,
+stop when no label changes, empty clusters moved to the farthest points, a final
+assignment against the last centroids), so from the same initial centroids both
+reach the same inertia.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+import time
+from dataclasses import dataclass, field
+from numbers import Integral, Real
+
+import numpy as np
+import pandas as pd
+
+from ._backends import resolve_backend
+from ._jit import check_threads, compile_kernel, numba_threads
+
+INITS = ("k-means++", "random")
+
+
+@dataclass
+class KMeansResult:
+    """What ``kmeans`` found, and how it got there."""
+
+    centroids: np.ndarray  # (k, D), X's dtype
+    labels: np.ndarray  # (N,) int32: each point's centroid
+    inertia: float  # sum of squared distances of points to their centroid
+    n_iter: int  # Lloyd iterations (mini-batch: epochs) run
+    converged: bool  # stopped by tol or unchanged labels, not by max_iter
+    history: pd.DataFrame = field(repr=False)  # per iteration: iteration, inertia, seconds
+    backend: str = "numpy"
+    compile_seconds: float = 0.0  # first-call JIT time, not counted in history
+
+
+def kmeans(X, k: int, init="k-means++", max_iter: int = 300, tol: float = 1e-4, seed=None,
+           backend: str = "auto", batch_size: int | None = None, threads: int | None = None) -> KMeansResult:
+    """Cluster the rows of ``X`` (N, D) into ``k`` groups.
+
+    ``init``: "k-means++" (scikit-learn's greedy variant), "random" (k distinct
+    rows) or a (k, D) array of starting centroids. ``tol`` is relative to the
+    mean per-feature variance of X, as in scikit-learn. ``batch_size``: mini-batch
+    k-means (each centroid moves towards its batch mean with step 1/points-seen);
+    ``max_iter`` then counts passes over the data. ``threads``: numba's threads
+    (default all). History times exclude compilation (``compile_seconds``).
+    """
+    X = _check_data(X)
+    k = _check_k(k, X)
+    max_iter = _check_count("max_iter", max_iter, 1)
+    if isinstance(tol, bool) or not isinstance(tol, Real) or not tol >= 0:
+        raise ValueError(f"tol must be a number >= 0, got {tol!r}")
+    if batch_size is not None:
+        batch_size = min(_check_count("batch_size", batch_size, 1), X.shape[0])
+    threads = check_threads(threads)
+    backend = resolve_backend(backend)
+    rng = np.random.default_rng(seed)
+    centroids = _initial_centroids(X, k, init, rng)
+
+    runner = _RUNNERS[backend](X, k, threads)
+    tol = float(np.mean(np.var(X, axis=0, dtype=np.float64)) * tol)
+    with runner.active():
+        if batch_size is None:
+            centroids, labels, history, converged = _lloyd(runner, centroids, max_iter, tol)
+        else:
+            centroids, labels, history, converged = _mini_batch(runner, X, centroids, max_iter, tol,
+                                                                batch_size, rng)
+        inertia = float(runner.squared_distances(runner.X, centroids, labels).sum())
+    return KMeansResult(centroids=centroids, labels=runner.to_host(labels), inertia=inertia,
+                        n_iter=len(history), converged=converged,
+                        history=pd.DataFrame(history, columns=["iteration", "inertia", "seconds"]),
+                        backend=backend, compile_seconds=runner.compile_seconds)
+
+
+def kmeans_plusplus(X, k: int, seed=None) -> np.ndarray:
+    """The k-means++ starting centroids ``kmeans`` uses for ``init="k-means++"`` and this ``seed``."""
+    X = _check_data(X)
+    return _kmeans_plus_plus(X, _check_k(k, X), np.random.default_rng(seed))
+
+
+def _lloyd(runner, centroids, max_iter, tol):
+    X = runner.X
+    labels = runner.xp.zeros(X.shape[0], dtype=np.int32)
+    previous = runner.xp.full(X.shape[0], -1, dtype=np.int32)
+    history = []
+    unchanged = converged = False
+    for iteration in range(1, max_iter + 1):
+        start = time.perf_counter()
+        sums, counts, score_sum = runner.lloyd(X, centroids, labels)
+        if not counts.all():
+            _move_empty_clusters(runner, centroids, labels, sums, counts)
+        updated = (sums / counts[:, None]).astype(centroids.dtype)
+        shift = float(((updated.astype(np.float64) - centroids) ** 2).sum())
+        # inertia of the labels just chosen, against the centroids they were chosen for
+        history.append((iteration, runner.squared_norm_total + 2.0 * score_sum, time.perf_counter() - start))
+        centroids = updated
+        unchanged = bool(runner.xp.array_equal(labels, previous))
+        if unchanged or shift <= tol:
+            converged = True
+            break
+        previous[:] = labels
+    if not unchanged:
+        runner.assign(X, centroids, labels)  # labels follow the last centroids
+    return centroids, labels, history, converged
+
+
+def _move_empty_clusters(runner, centroids, labels, sums, counts):
+    """Give each empty cluster one of the points farthest from their centroid, taking
+    the point out of its old cluster's sum (scikit-learn's rule)."""
+    empty = np.flatnonzero(counts == 0)
+    distances = runner.to_host(runner.squared_distances(runner.X, centroids, labels))
+    farthest = np.argsort(-distances, kind="stable")[: len(empty)]
+    host_labels = runner.to_host(labels)
+    X = runner.X_host
+    for cluster, point in zip(empty, farthest):
+        old = host_labels[point]
+        sums[old] -= X[point]
+        counts[old] -= 1
+        sums[cluster] = X[point]
+        counts[cluster] = 1
+
+
+def _mini_batch(runner, X, centroids, max_iter, tol, batch_size, rng):
+    centroids = centroids.astype(np.float64)
+    seen = np.zeros(len(centroids), dtype=np.int64)
+    batch_labels = runner.xp.zeros(batch_size, dtype=np.int32)
+    steps = math.ceil(X.shape[0] / batch_size)
+    history = []
+    converged = False
+    for epoch in range(1, max_iter + 1):
+        start = time.perf_counter()
+        before = centroids.copy()
+        order = rng.permutation(X.shape[0])
+        estimate = 0.0
+        for step in range(steps):
+            points = X[np.sort(order[step * batch_size:(step + 1) * batch_size])]
+            labels = batch_labels[: len(points)]
+            sums, counts, score_sum = runner.lloyd(runner.to_device(points), centroids.astype(X.dtype), labels)
+            seen += counts
+            moved = counts > 0
+            centroids[moved] += (sums[moved] - counts[moved, None] * centroids[moved]) / seen[moved, None]
+            estimate += float(np.einsum("ij,ij->", points, points, dtype=np.float64)) + 2.0 * score_sum
+        never = np.flatnonzero(seen == 0)
+        centroids[never] = X[rng.choice(X.shape[0], len(never), replace=False)]
+        # each batch scored against the centroids as they were when it arrived
+        history.append((epoch, estimate, time.perf_counter() - start))
+        if float(((centroids - before) ** 2).sum()) <= tol:
+            converged = True
+            break
+    centroids = centroids.astype(X.dtype)
+    labels = runner.xp.zeros(X.shape[0], dtype=np.int32)
+    runner.assign(runner.X, centroids, labels)
+    return centroids, labels, history, converged
+
+
+# ---- checks and initialisation ---------------------------------------------------------------
+
+def _check_data(X) -> np.ndarray:
+    X = np.asarray(X)
+    if X.ndim != 2 or 0 in X.shape:
+        raise ValueError(f"X must be a non-empty 2-D array (points x features), got shape {X.shape}")
+    if X.dtype.kind in "iub":
+        X = X.astype(np.float64)
+    if X.dtype not in (np.float32, np.float64):
+        raise TypeError(f"X must hold float32 or float64 (or integers), got {X.dtype}")
+    if not np.isfinite(X).all():
+        raise ValueError("X contains NaN or infinity")
+    return np.ascontiguousarray(X)
+
+
+def _check_k(k, X) -> int:
+    k = _check_count("k", k, 1)
+    if k > X.shape[0]:
+        raise ValueError(f"k={k} is more than the {X.shape[0]} points in X")
+    return k
+
+
+def _check_count(name: str, value, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+def _initial_centroids(X: np.ndarray, k: int, init, rng) -> np.ndarray:
+    if isinstance(init, str):
+        if init == "random":
+            return X[np.sort(rng.choice(X.shape[0], k, replace=False))].copy()
+        if init == "k-means++":
+            return _kmeans_plus_plus(X, k, rng)
+        raise ValueError(f"init must be one of {', '.join(INITS)} or a (k, D) array, got {init!r}")
+    centroids = np.asarray(init)
+    if centroids.shape != (k, X.shape[1]):
+        raise ValueError(f"init array must have shape (k, D) = {(k, X.shape[1])}, got {centroids.shape}")
+    if centroids.dtype.kind not in "iuf" or not np.isfinite(centroids).all():
+        raise ValueError("init array must hold finite numbers")
+    return np.ascontiguousarray(centroids, dtype=X.dtype)
+
+
+def _kmeans_plus_plus(X: np.ndarray, k: int, rng) -> np.ndarray:
+    """Greedy k-means++: each new centroid is the best of 2 + ln k candidates drawn
+    with probability proportional to the squared distance to the nearest chosen one."""
+    n = X.shape[0]
+    trials = 2 + int(np.log(k))
+    squared_norms = np.einsum("ij,ij->i", X, X, dtype=np.float64)
+
+    def distances_to(rows):
+        points = X[rows].astype(np.float64)
+        d = squared_norms[None, :] - 2.0 * (points @ X.T) + squared_norms[rows][:, None]
+        return np.maximum(d, 0.0)
+
+    chosen = [int(rng.integers(n))]
+    closest = distances_to(np.array(chosen))[0]
+    for _ in range(1, k):
+        total = closest.sum()
+        if total <= 0:  # every point sits on a centroid already: any new one will do
+            candidates = rng.integers(n, size=trials)
+        else:
+            candidates = np.searchsorted(np.cumsum(closest), rng.random(trials) * total)
+            candidates = np.minimum(candidates, n - 1)
+        options = np.minimum(closest[None, :], distances_to(candidates))
+        best = int(np.argmin(options.sum(axis=1)))
+        chosen.append(int(candidates[best]))
+        closest = options[best]
+    return X[chosen].copy()
+
+
+# ---- runners: the passes over the data, one class per backend ---------------------------------
+
+class _NumbaRunner:
+    """numba CPU: fused GEMM-assign-accumulate on ``threads`` threads, one BLAS thread each."""
+
+    xp = np
+
+    def __init__(self, X, k, threads):
+        from . import _kmeans_numba as kernels
+
+        self.kernels, self.threads = kernels, threads
+        self.X = self.X_host = X
+        self.squared_norm_total = float(np.einsum("ij,ij->", X, X, dtype=np.float64))
+        self.sums = np.empty((threads, k, X.shape[1]))
+        self.counts = np.empty((threads, k), dtype=np.int64)
+        self.score_sums = np.empty(threads)
+        centroids = np.empty((k, X.shape[1]), dtype=X.dtype)
+        half_norms = np.empty(k, dtype=X.dtype)
+        labels = np.empty(1, dtype=np.int32)
+        self.compile_seconds = (
+            compile_kernel(kernels.lloyd_pass, X, centroids, half_norms, labels, True, self.sums, self.counts,
+                           self.score_sums, threads)
+            + compile_kernel(kernels.squared_distances, X, centroids, labels, np.empty(1)))
+
+    @contextlib.contextmanager
+    def active(self):
+        # each numba thread makes its own small BLAS calls; BLAS threads on top would oversubscribe
+        with _blas_controller().limit(limits=1, user_api="blas"), numba_threads(self.threads):
+            yield
+
+    def _pass(self, X, centroids, labels, accumulate):
+        half_norms = 0.5 * np.einsum("ij,ij->i", centroids, centroids)
+        self.kernels.lloyd_pass(X, centroids, half_norms, labels, accumulate, self.sums, self.counts,
+                                self.score_sums, self.threads)
+
+    def lloyd(self, X, centroids, labels):
+        self._pass(X, centroids, labels, True)
+        return self.sums.sum(axis=0), self.counts.sum(axis=0), float(self.score_sums.sum())
+
+    def assign(self, X, centroids, labels):
+        self._pass(X, centroids, labels, False)
+
+    def squared_distances(self, X, centroids, labels):
+        out = np.empty(X.shape[0])
+        self.kernels.squared_distances(X, centroids, labels, out)
+        return out
+
+    to_device = to_host = staticmethod(np.asarray)
+
+
+@functools.lru_cache(maxsize=1)
+def _blas_controller():
+    """threadpoolctl's view of the loaded BLAS libraries; finding them reads every loaded
+    library (~3 ms), so it is done once, after the kernels have loaded numba's BLAS."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+class _ArrayModuleRunner:
+    """numpy, or CuPy with the same code (``_kmeans_xp``): X is moved to the device once."""
+
+    compile_seconds = 0.0
+
+    def __init__(self, xp, X, k, threads):
+        from . import _kmeans_xp as passes
+
+        self.xp, self.passes = xp, passes
+        self.X_host = X
+        self.X = xp.asarray(X)
+        self.squared_norm_total = float(np.einsum("ij,ij->", X, X, dtype=np.float64))
+
+    @contextlib.contextmanager
+    def active(self):
+        yield
+
+    def lloyd(self, X, centroids, labels):
+        sums, counts, score_sum = self.passes.lloyd_pass(self.xp, X, self.xp.asarray(centroids), labels)
+        return self.to_host(sums), self.to_host(counts), score_sum
+
+    def assign(self, X, centroids, labels):
+        self.passes.assign(self.xp, X, self.xp.asarray(centroids), labels)
+
+    def squared_distances(self, X, centroids, labels):
+        return self.passes.squared_distances(self.xp, X, self.xp.asarray(centroids), labels)
+
+    def to_device(self, array):
+        return self.xp.asarray(array)
+
+    def to_host(self, array):
+        return array.get() if hasattr(array, "get") else np.asarray(array)
+
+
+def _cupy_runner(X, k, threads):
+    import cupy
+
+    return _ArrayModuleRunner(cupy, X, k, threads)
+
+
+class _CudaRunner:
+    """numba.cuda: one thread per point; labels come back to the host after each pass."""
+
+    xp = np
+    compile_seconds = 0.0  # numba.cuda compiles at the first launch, inside the first pass
+
+    def __init__(self, X, k, threads):
+        from numba import cuda
+
+        from . import _kmeans_cuda as kernels
+
+        self.cuda, self.kernels = cuda, kernels
+        self.X = self.X_host = X
+        self.device_X = cuda.to_device(X)
+        self.squared_norm_total = float(np.einsum("ij,ij->", X, X, dtype=np.float64))
+
+    @contextlib.contextmanager
+    def active(self):
+        yield
+
+    def _launch(self, X, centroids, labels, accumulate):
+        cuda = self.cuda
+        device_X = self.device_X if X is self.X else cuda.to_device(X)
+        k, n_dims = centroids.shape
+        sums = cuda.to_device(np.zeros((k, n_dims)))
+        counts = cuda.to_device(np.zeros(k, dtype=np.int64))
+        device_labels = cuda.device_array(X.shape[0], dtype=np.int32)
+        best_scores = cuda.device_array(X.shape[0], dtype=np.float64)
+        half_norms = 0.5 * np.einsum("ij,ij->i", centroids, centroids, dtype=np.float64)
+        self.kernels.lloyd_kernel[self.kernels.blocks_for(X.shape[0]), self.kernels.THREADS_PER_BLOCK](
+            device_X, cuda.to_device(centroids), cuda.to_device(half_norms), device_labels, best_scores,
+            accumulate, sums, counts)
+        labels[:] = device_labels.copy_to_host()
+        return sums.copy_to_host(), counts.copy_to_host(), float(best_scores.copy_to_host().sum())
+
+    def lloyd(self, X, centroids, labels):
+        return self._launch(X, centroids, labels, True)
+
+    def assign(self, X, centroids, labels):
+        self._launch(X, centroids, labels, False)
+
+    def squared_distances(self, X, centroids, labels):
+        from . import _kmeans_xp as passes
+
+        return passes.squared_distances(np, X, centroids, labels)
+
+    to_device = to_host = staticmethod(np.asarray)
+
+
+_RUNNERS = {
+    "numba": _NumbaRunner,
+    "numpy": lambda X, k, threads: _ArrayModuleRunner(np, X, k, threads),
+    "cupy": _cupy_runner,
+    "numba-cuda": _CudaRunner,
+}

@@ -1,0 +1,25 @@
+"""The machine's measured matrix-multiply rate: the yardstick for every kernel's GFLOP/s."""
+from __future__ import annotations
+
+import functools
+import time
+
+import numpy as np
+
+
+@functools.lru_cache(maxsize=None)
+def matmul_peak_gflops(dtype: str = "float32", n: int = 1024, repeats: int = 5) -> float:
+    """Best GFLOP/s of numpy's ``n x n`` matmul (its BLAS, all its threads) over ``repeats`` runs;
+    measured once per process and dtype."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n)).astype(dtype)
+    b = rng.standard_normal((n, n)).astype(dtype)
+    a @ b  # the first call pays for BLAS's thread start-up
+    best = min(_seconds(a, b) for _ in range(repeats))
+    return 2.0 * n**3 / best / 1e9
+
+
+def _seconds(a: np.ndarray, b: np.ndarray) -> float:
+    start = time.perf_counter()
+    a @ b
+    return time.perf_counter() - start
