@@ -30,8 +30,8 @@ INITS = ("k-means++", "random")
 class KMeansResult:
     """What ``kmeans`` found, and how it got there."""
 
-    centroids: np.ndarray  # (k, D), X's dtype
-    labels: np.ndarray  # (N,) int32: each point's centroid
+    centroids: np.ndarray = field(repr=False)  # (k, D), X's dtype
+    labels: np.ndarray = field(repr=False)  # (N,) int32: each point's centroid
     inertia: float  # sum of squared distances of points to their centroid
     n_iter: int  # Lloyd iterations (mini-batch: epochs) run
     converged: bool  # stopped by tol or unchanged labels, not by max_iter
@@ -210,8 +210,8 @@ def _kmeans_plus_plus(X: np.ndarray, k: int, rng) -> np.ndarray:
     squared_norms = np.einsum("ij,ij->i", X, X, dtype=np.float64)
 
     def distances_to(rows):
-        points = X[rows].astype(np.float64)
-        d = squared_norms[None, :] - 2.0 * (points @ X.T) + squared_norms[rows][:, None]
+        dots = (X @ X[rows].T).T  # in X's dtype: a float64 copy of X would cost more than the product
+        d = squared_norms[None, :] - 2.0 * dots + squared_norms[rows][:, None]
         return np.maximum(d, 0.0)
 
     chosen = [int(rng.integers(n))]
