@@ -2,11 +2,12 @@
 from .bloom_panel import BloomPanel
 from .cluster_panel import ClusterPanel
 from .cms_panel import CountMinPanel
+from .hogwild_panel import HogwildPanel
 from .kmeans_panel import KMeansPanel
 from .lsh_panel import LSHPanel, SimHashPanel
 from .magics import MlsysMagics
 
-__all__ = ["BloomPanel", "ClusterPanel", "CountMinPanel", "KMeansPanel", "LSHPanel", "MlsysMagics", "SimHashPanel", "load_ipython_extension", "unload_ipython_extension"]
+__all__ = ["BloomPanel", "ClusterPanel", "CountMinPanel", "HogwildPanel", "KMeansPanel", "LSHPanel", "MlsysMagics", "SimHashPanel", "load_ipython_extension", "unload_ipython_extension"]
 
 
 def load_ipython_extension(ipython) -> None:

@@ -129,6 +129,22 @@ class MlsysMagics(Magics):
         self._open_panel(MlsysMagics.kmeans, line,
                          lambda a: KMeansPanel(a.n, a.dims, a.k, a.threads, a.backend, a.init))
 
+    @magic_arguments()
+    @argument("--rows", type=int, default=10_000, help="training rows (1,000 to 400,000)")
+    @argument("--features-log2", type=int, default=18, help="log2 of the feature count")
+    @argument("--nnz", type=int, default=20, help="nonzeros per row")
+    @argument("--threads", type=int, default=None, help="workers (default: numba's thread pool)")
+    @argument("--epochs", type=int, default=5, help="passes over the data")
+    @argument("--lr", type=float, default=0.1, help="learning rate (constant)")
+    @argument("--loss", default="log", help="log or hinge")
+    @line_magic
+    def hogwild(self, line: str = ""):
+        """Open the Hogwild panel: loss against time for lock-free, locked and serial SGD, and speedup."""
+        from .hogwild_panel import HogwildPanel
+
+        self._open_panel(MlsysMagics.hogwild, line, lambda a: HogwildPanel(
+            a.rows, a.features_log2, a.nnz, a.threads, a.epochs, a.lr, a.loss))
+
     def _current(self) -> Cluster:
         if self.current is None or self.current.stopped:
             raise UsageError("no cluster is running: start one with %cluster start 4")

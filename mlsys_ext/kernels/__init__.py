@@ -5,7 +5,9 @@ that cannot run raises ``BackendUnavailable`` saying why (no CUDA driver, CuPy n
 installed or without a GPU ...). First-call compile time is kept apart from run
 time: ``compile_log()`` lists every kernel compiled in this process. Pure core.
 """
+from ._attention import attention, attention_decode
 from ._backends import BACKENDS, BackendUnavailable, available_backends, resolve_backend
+from ._hogwild import SGDResult, hogwild_sgd, sparse_classification
 from ._jit import compile_log
 from ._kmeans import KMeansResult, kmeans, kmeans_plusplus
 from ._peak import matmul_peak_gflops
@@ -14,10 +16,15 @@ __all__ = [
     "BACKENDS",
     "BackendUnavailable",
     "KMeansResult",
+    "SGDResult",
+    "attention",
+    "attention_decode",
     "available_backends",
     "compile_log",
+    "hogwild_sgd",
     "kmeans",
     "kmeans_plusplus",
     "matmul_peak_gflops",
     "resolve_backend",
+    "sparse_classification",
 ]

@@ -1,0 +1,119 @@
+"""The Hogwild panel: lock-free, locked and serial SGD on one generated sparse problem,
+loss against wall time, and the speedup of lock-free SGD against its thread count."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import ipywidgets as widgets
+import numba
+import numpy as np
+import scipy.sparse as sp
+
+from ..kernels import SGDResult, hogwild_sgd, sparse_classification
+from ._lab_panel import LabPanel
+from ._plots import new_figure, png_of
+
+MODES = ("hogwild", "locked", "serial")
+LOSSES = ("log", "hinge")
+RANGES = {"rows": (1_000, 400_000), "features_log2": (8, 22), "nnz_per_row": (1, 200), "epochs": (1, 30),
+          "lr": (1e-3, 10.0)}  # what the sliders show
+COLORS = {"hogwild": "#1f77b4", "locked": "#d62728", "serial": "#2ca02c"}
+SEED = 0
+
+
+@dataclass
+class HogwildMeasurement:
+    runs: dict[str, SGDResult]  # mode: result
+    threads: np.ndarray  # 1 .. numba's thread pool
+    speedup: np.ndarray  # hogwild's median epoch at 1 thread / at each thread count
+    shape: tuple[int, int]
+    nnz: int
+
+
+def measure_hogwild(rows: int, features: int, nnz_per_row: int, threads: int, epochs: int, lr: float,
+                    loss: str) -> HogwildMeasurement:
+    """The three modes at ``threads`` on ``sparse_classification(rows, features, nnz_per_row)``,
+    then hogwild at every thread count of numba's pool for the speedup series."""
+    X, y = sparse_classification(rows, features, nnz_per_row, seed=SEED)
+    runs = {mode: hogwild_sgd(X, y, loss=loss, epochs=epochs, lr=lr, threads=threads, mode=mode, seed=SEED,
+                              backend="numba") for mode in MODES}
+    counts = np.arange(1, numba.config.NUMBA_NUM_THREADS + 1)
+    series = [runs["hogwild"] if count == threads else
+              hogwild_sgd(X, y, loss=loss, epochs=epochs, lr=lr, threads=int(count), seed=SEED, backend="numba")
+              for count in counts]
+    medians = np.array([run.history.seconds.median() for run in series])
+    return HogwildMeasurement(runs, counts, medians[0] / medians, X.shape, X.nnz)
+
+
+def draw_hogwild(m: HogwildMeasurement) -> tuple[bytes, str]:
+    fig = new_figure(width=8.0)
+    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.2, top=0.95, wspace=0.3)
+    by_time, by_threads = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    start_loss = 1.0 if m.runs["serial"].loss == "hinge" else np.log(2.0)  # the loss at w = 0
+    for mode, run in m.runs.items():
+        by_time.plot([0.0, *(1000 * run.history.seconds.cumsum())], [start_loss, *run.history.loss], "o-", ms=3,
+                     color=COLORS[mode], label=f"{mode} ({run.threads} thread{'s' if run.threads > 1 else ''})")
+    by_time.set_xlabel("update time (ms)")
+    by_time.set_ylabel(f"training {m.runs['serial'].loss} loss")
+    by_time.legend(fontsize=7, frameon=False)
+    by_threads.plot(m.threads, m.threads, "--", color="gray", label="ideal")
+    by_threads.plot(m.threads, m.speedup, "o-", color=COLORS["hogwild"], label="hogwild, measured")
+    by_threads.set_xticks(m.threads)
+    by_threads.set_xlabel("threads")
+    by_threads.set_ylabel("epoch speedup over 1 thread")
+    by_threads.legend(fontsize=7, frameon=False, loc="upper left")
+    rows = "".join(
+        f"<tr><td>{mode}</td><td>{run.threads}</td><td>{1000 * run.history.seconds.median():.2f}</td>"
+        f"<td>{run.history.accuracy.iloc[-1]:.4f}</td><td>{run.history.loss.iloc[-1]:.4f}</td></tr>"
+        for mode, run in m.runs.items())
+    compile_seconds = sum(run.compile_seconds for run in m.runs.values())
+    summary = (
+        f"<p>{m.shape[0]:,} rows x {m.shape[1]:,} features, {m.nnz:,} nonzeros; "
+        f"{m.runs['serial'].epochs} epochs, lr {m.runs['serial'].lr:g}</p>"
+        "<table><tr><th>mode</th><th>threads</th><th>ms/epoch (median)</th><th>accuracy</th><th>loss</th></tr>"
+        f"{rows}</table><p>hogwild speedup at {m.threads[-1]} threads: {m.speedup[-1]:.2f}x; "
+        f"compile time in this measurement: {compile_seconds:.2f} s</p>")
+    return png_of(fig), summary
+
+
+class HogwildPanel(LabPanel):
+    """Sliders for the problem (rows, log2 features, nonzeros per row) and the run (threads,
+    epochs, learning rate, loss). Lock-free workers keep up with serial SGD's loss per epoch
+    while dividing its time; one lock around each update costs more than the threads give."""
+
+    def __init__(self, rows: int = 10_000, features_log2: int = 18, nnz_per_row: int = 20,
+                 threads: int | None = None, epochs: int = 5, lr: float = 0.1, loss: str = "log"):
+        pool = numba.config.NUMBA_NUM_THREADS
+        threads = pool if threads is None else threads
+        # bad values are refused here, with the core's message, before a slider could clip them
+        hogwild_sgd(sp.eye(2, format="csr"), [0, 1], loss=loss, epochs=epochs, lr=lr, threads=threads,
+                    mode="serial", backend="numpy")
+        sparse_classification(1, 2**features_log2, nnz_per_row)
+        sized = {"rows": rows, "features_log2": features_log2, "nnz_per_row": nnz_per_row, "epochs": epochs}
+        for name, value in (*sized.items(), ("lr", lr)):
+            low, high = RANGES[name]
+            if not low <= value <= high:
+                raise ValueError(f"{name} must be from {low:g} to {high:g} in this panel, got {value!r}")
+        self._warm = False
+        controls = {name: widgets.IntSlider(value=value, min=RANGES[name][0], max=RANGES[name][1],
+                                            step=1_000 if name == "rows" else 1, description=name.replace("_", " "),
+                                            continuous_update=False)
+                    for name, value in sized.items()}
+        controls["threads"] = widgets.IntSlider(value=threads, min=1, max=pool, description="threads",
+                                                continuous_update=False)
+        controls["lr"] = widgets.FloatLogSlider(value=lr, base=10, min=np.log10(RANGES["lr"][0]),
+                                                max=np.log10(RANGES["lr"][1]), step=0.1, description="lr",
+                                                continuous_update=False, readout_format=".3g")
+        controls["loss"] = widgets.ToggleButtons(options=list(LOSSES), value=loss)
+        super().__init__("Hogwild! SGD: lock-free, locked and serial", controls)
+
+    def measure(self, rows, features_log2, nnz_per_row, threads, epochs, lr, loss):
+        if not self._warm:  # the first call compiles (or loads from numba's cache) every kernel
+            self.status.value = "compiling kernels ..."
+            measure_hogwild(64, 2**features_log2, nnz_per_row, threads, 1, lr, loss)
+            self._warm = True
+            self.status.value = "measuring ..."
+        return measure_hogwild(rows, 2**features_log2, nnz_per_row, threads, epochs, lr, loss)
+
+    def draw(self, result):
+        return draw_hogwild(result)
