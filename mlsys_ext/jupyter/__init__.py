@@ -1,4 +1,5 @@
 """The Jupyter wing: magics and panels over the pure cores. Only this package imports IPython."""
+from .attention_panel import AttentionPanel
 from .bloom_panel import BloomPanel
 from .cluster_panel import ClusterPanel
 from .cms_panel import CountMinPanel
@@ -7,7 +8,7 @@ from .kmeans_panel import KMeansPanel
 from .lsh_panel import LSHPanel, SimHashPanel
 from .magics import MlsysMagics
 
-__all__ = ["BloomPanel", "ClusterPanel", "CountMinPanel", "HogwildPanel", "KMeansPanel", "LSHPanel", "MlsysMagics", "SimHashPanel", "load_ipython_extension", "unload_ipython_extension"]
+__all__ = ["AttentionPanel", "BloomPanel", "ClusterPanel", "CountMinPanel", "HogwildPanel", "KMeansPanel", "LSHPanel", "MlsysMagics", "SimHashPanel", "load_ipython_extension", "unload_ipython_extension"]
 
 
 def load_ipython_extension(ipython) -> None:

@@ -28,6 +28,7 @@ class LabPanel(widgets.VBox):
         self._again = False
         self._idle = threading.Event()
         self._idle.set()
+        self._warmed: set = set()
         for control in controls.values():
             control.observe(self._changed, names="value")
         super().__init__([widgets.HTML(f"<b>{title}</b>"), widgets.HBox(list(controls.values())),
@@ -42,6 +43,15 @@ class LabPanel(widgets.VBox):
 
     def draw(self, result) -> tuple[bytes, str]:
         raise NotImplementedError
+
+    def warm_up(self, key, call) -> None:
+        """Run ``call`` (a tiny run that makes numba compile, or load its cache) the first
+        time ``key`` is seen, saying so in the status, so compiling is never timed."""
+        if key not in self._warmed:
+            self.status.value = "compiling kernels (first use only) ..."
+            call()
+            self._warmed.add(key)
+            self.status.value = "measuring ..."
 
     def wait(self, timeout: float = 60.0) -> bool:
         """Block until the latest values have been measured and drawn (for scripts and tests)."""

@@ -94,7 +94,6 @@ class HogwildPanel(LabPanel):
             low, high = RANGES[name]
             if not low <= value <= high:
                 raise ValueError(f"{name} must be from {low:g} to {high:g} in this panel, got {value!r}")
-        self._warm = False
         controls = {name: widgets.IntSlider(value=value, min=RANGES[name][0], max=RANGES[name][1],
                                             step=1_000 if name == "rows" else 1, description=name.replace("_", " "),
                                             continuous_update=False)
@@ -108,11 +107,7 @@ class HogwildPanel(LabPanel):
         super().__init__("Hogwild! SGD: lock-free, locked and serial", controls)
 
     def measure(self, rows, features_log2, nnz_per_row, threads, epochs, lr, loss):
-        if not self._warm:  # the first call compiles (or loads from numba's cache) every kernel
-            self.status.value = "compiling kernels ..."
-            measure_hogwild(64, 2**features_log2, nnz_per_row, threads, 1, lr, loss)
-            self._warm = True
-            self.status.value = "measuring ..."
+        self.warm_up("sgd", lambda: measure_hogwild(64, 2**features_log2, nnz_per_row, threads, 1, lr, loss))
         return measure_hogwild(rows, 2**features_log2, nnz_per_row, threads, epochs, lr, loss)
 
     def draw(self, result):

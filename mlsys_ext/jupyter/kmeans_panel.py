@@ -159,15 +159,12 @@ class KMeansPanel(LabPanel):
             "backend": widgets.Dropdown(options=usable, value=backend, description="backend"),
             "init": widgets.ToggleButtons(options=["k-means++", "random"], value=init),
         }
-        self._compiled = False
         super().__init__("k-means: Lloyd iterations, fused assign and accumulate", controls)
 
     def measure(self, n, dims, k, threads, backend, init):
-        if not self._compiled:
-            self.status.value = "compiling kernels (first use only) ..."
-        result = measure_kmeans(n, dims, k, backend, threads, init)
-        self._compiled = True
-        return result
+        tiny = blobs(2 * k, dims, k)
+        self.warm_up(backend, lambda: kmeans(tiny, k, backend=backend, threads=threads, max_iter=1))
+        return measure_kmeans(n, dims, k, backend, threads, init)
 
     def draw(self, result):
         return draw_kmeans(result)

@@ -13,6 +13,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from IPython.display import display
 
 from ..cluster import BACKENDS, Cluster, ClusterError
+from ..kernels import BackendUnavailable
 from .._environment import environment, format_environment
 
 COMMANDS = ("start", "status", "stop", "kill", "restart", "pause", "resume",
@@ -70,7 +71,7 @@ class MlsysMagics(Magics):
         """Parse ``line`` for ``magic``, build its panel and show it; bad values give the usage."""
         try:
             panel = build(parse_argstring(magic, line))
-        except (UsageError, ValueError, TypeError) as exc:
+        except (UsageError, ValueError, TypeError, BackendUnavailable) as exc:
             raise UsageError(f"{exc}\n{usage_line(magic)}") from None
         display(panel)
 
@@ -144,6 +145,21 @@ class MlsysMagics(Magics):
 
         self._open_panel(MlsysMagics.hogwild, line, lambda a: HogwildPanel(
             a.rows, a.features_log2, a.nnz, a.threads, a.epochs, a.lr, a.loss))
+
+    @magic_arguments()
+    @argument("-L", "--seq-len", type=int, default=512, help="sequence length (16 to 4096)")
+    @argument("--heads", type=int, default=4, help="query heads (1 to 16)")
+    @argument("--head-dim", type=int, default=64, help="head dimension")
+    @argument("--backend", default="auto", help="numba, numpy, cupy, numba-cuda or auto (where usable)")
+    @argument("--causal", action="store_true", help="mask keys after each query")
+    @argument("--threads", type=int, default=None, help="numba threads (default: all)")
+    @line_magic
+    def attention(self, line: str = ""):
+        """Open the attention panel: the flash-style kernel against naive numpy and torch SDPA."""
+        from .attention_panel import AttentionPanel
+
+        self._open_panel(MlsysMagics.attention, line, lambda a: AttentionPanel(
+            a.seq_len, a.heads, a.head_dim, a.backend, a.causal, a.threads))
 
     def _current(self) -> Cluster:
         if self.current is None or self.current.stopped:

@@ -1,6 +1,8 @@
 """Which compute backends can run here, and why not: the one place kernels choose from."""
 from __future__ import annotations
 
+import functools
+
 from .._environment import cuda_status, cupy_status
 
 BACKENDS = ("numba", "numba-cuda", "cupy", "numpy")
@@ -12,7 +14,9 @@ class BackendUnavailable(RuntimeError):
     """A backend that was asked for cannot run on this machine; the message says why."""
 
 
+@functools.lru_cache(maxsize=None)
 def _status(name: str) -> tuple[bool, str]:
+    """Probed once per process (~80 us: a small decode step's budget); a driver does not come and go."""
     if name in ("numba", "numpy"):
         return True, "CPU"
     try:

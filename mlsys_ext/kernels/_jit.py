@@ -7,14 +7,26 @@ before it starts its clock, and the seconds that took go into ``compile_log()``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 import time
 
 import numba
+import numpy as np
 import pandas as pd
 
 _log: list[tuple[str, str, float]] = []
 _log_lock = threading.Lock()
+_ready: set = set()  # (kernel, argument kinds) already compiled
+
+
+def _kind(arg):
+    """What numba's type of ``arg`` depends on, found in ~1 us (``numba.typeof`` takes ~50 us,
+    most of a small decode step's budget)."""
+    if isinstance(arg, np.ndarray):
+        flags = arg.flags
+        return arg.dtype, arg.ndim, flags.c_contiguous, flags.f_contiguous, flags.writeable, flags.aligned
+    return type(arg)
 
 
 def compile_kernel(kernel, *args) -> float:
@@ -22,14 +34,18 @@ def compile_kernel(kernel, *args) -> float:
 
     Returns the seconds it took, 0.0 when it was already compiled in this process.
     """
-    signature = tuple(numba.typeof(arg) for arg in args)
-    if signature in kernel.overloads:
+    key = (kernel, *map(_kind, args))
+    if key in _ready:
         return 0.0
-    start = time.perf_counter()
-    kernel.compile(signature)
-    seconds = time.perf_counter() - start
-    with _log_lock:
-        _log.append((kernel.py_func.__qualname__, str(signature), seconds))
+    signature = tuple(numba.typeof(arg) for arg in args)
+    seconds = 0.0
+    if signature not in kernel.overloads:
+        start = time.perf_counter()
+        kernel.compile(signature)
+        seconds = time.perf_counter() - start
+        with _log_lock:
+            _log.append((kernel.py_func.__qualname__, str(signature), seconds))
+    _ready.add(key)
     return seconds
 
 
@@ -62,3 +78,19 @@ def numba_threads(threads: int):
         yield threads
     finally:
         numba.set_num_threads(before)
+
+
+@functools.lru_cache(maxsize=1)
+def _blas_libraries():
+    import scipy.linalg.cython_blas  # noqa: F401  the BLAS numba's np.dot calls: loaded before looking
+    from threadpoolctl import ThreadpoolController
+
+    # finding the libraries reads every loaded one (~3 ms): done once
+    return ThreadpoolController()
+
+
+def one_blas_thread():
+    """A context in which BLAS runs on one thread, for kernels whose numba threads each
+    make their own small BLAS calls (BLAS threads on top would oversubscribe the cores).
+    BLAS's thread count is process-wide: other threads' BLAS calls meanwhile are single-threaded too."""
+    return _blas_libraries().limit(limits=1, user_api="blas")

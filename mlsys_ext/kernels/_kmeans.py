@@ -11,7 +11,6 @@ reach the same inertia.
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 import time
 from dataclasses import dataclass, field
@@ -21,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ._backends import resolve_backend
-from ._jit import check_threads, compile_kernel, numba_threads
+from ._jit import check_threads, compile_kernel, numba_threads, one_blas_thread
 
 INITS = ("k-means++", "random")
 
@@ -256,8 +255,7 @@ class _NumbaRunner:
 
     @contextlib.contextmanager
     def active(self):
-        # each numba thread makes its own small BLAS calls; BLAS threads on top would oversubscribe
-        with _blas_controller().limit(limits=1, user_api="blas"), numba_threads(self.threads):
+        with one_blas_thread(), numba_threads(self.threads):
             yield
 
     def _pass(self, X, centroids, labels, accumulate):
@@ -278,15 +276,6 @@ class _NumbaRunner:
         return out
 
     to_device = to_host = staticmethod(np.asarray)
-
-
-@functools.lru_cache(maxsize=1)
-def _blas_controller():
-    """threadpoolctl's view of the loaded BLAS libraries; finding them reads every loaded
-    library (~3 ms), so it is done once, after the kernels have loaded numba's BLAS."""
-    from threadpoolctl import ThreadpoolController
-
-    return ThreadpoolController()
 
 
 class _ArrayModuleRunner:

@@ -1,7 +1,6 @@
 """The %bloom panel, headless: sliders moved through ipywidgets' test comm, measurements checked."""
 import numpy as np
 import pytest
-from IPython.core.error import UsageError
 from ipywidgets.widgets.tests.utils import setup_test_comm, teardown_test_comm
 
 from mlsys_ext.jupyter import BloomPanel
@@ -46,15 +45,6 @@ def test_panel_measures_again_when_sliders_move(comm):
 def test_bad_values_are_refused_with_the_core_message(comm):
     with pytest.raises(ValueError, match="fpr"):
         BloomPanel(p=1.5)
-
-
-def test_bloom_magic(ipython, comm):
-    ipython.run_line_magic("load_ext", "mlsys_ext")
-    ipython.run_line_magic("bloom", "-n 2000 -p 0.01 --kind blocked")
-    with pytest.raises(UsageError, match=r"(?s)kind.*usage: %bloom"):
-        ipython.run_line_magic("bloom", "--kind striped")
-    with pytest.raises(UsageError, match="usage: %bloom"):
-        ipython.run_line_magic("bloom", "-n lots")
 
 
 def test_m_and_k_by_hand(comm):

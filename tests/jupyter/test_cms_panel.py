@@ -1,7 +1,6 @@
 """The %cms panel, headless: controls moved through ipywidgets' test comm, measurements checked."""
 import numpy as np
 import pytest
-from IPython.core.error import UsageError
 from ipywidgets.widgets.tests.utils import setup_test_comm, teardown_test_comm
 
 from mlsys_ext.jupyter import CountMinPanel
@@ -47,10 +46,3 @@ def test_panel_measures_again_when_controls_move(comm):
 def test_bad_values_are_refused(comm, kwargs, message):
     with pytest.raises(ValueError, match=message):
         CountMinPanel(**kwargs)
-
-
-def test_cms_magic(ipython, comm):
-    ipython.run_line_magic("load_ext", "mlsys_ext")
-    ipython.run_line_magic("cms", "--eps 0.01 -N 10000 --conservative")
-    with pytest.raises(UsageError, match=r"(?s)delta.*usage: %cms"):
-        ipython.run_line_magic("cms", "--delta 2")

@@ -2,7 +2,6 @@
 import numba
 import numpy as np
 import pytest
-from IPython.core.error import UsageError
 from ipywidgets.widgets.tests.utils import setup_test_comm, teardown_test_comm
 
 from mlsys_ext.jupyter.hogwild_panel import MODES, HogwildPanel, measure_hogwild
@@ -49,12 +48,3 @@ def test_panel_measures_again_when_sliders_move(comm):
 def test_bad_values_are_refused(comm, keywords, message):
     with pytest.raises(ValueError, match=message):
         HogwildPanel(**keywords)
-
-
-def test_hogwild_magic(ipython, comm):
-    ipython.run_line_magic("load_ext", "mlsys_ext")
-    ipython.run_line_magic("hogwild", "--rows 2000 --features-log2 10 --nnz 8 --epochs 2 --loss hinge")
-    with pytest.raises(UsageError, match=r"(?s)loss must be one of.*usage: %hogwild"):
-        ipython.run_line_magic("hogwild", "--loss squared")
-    with pytest.raises(UsageError, match="usage: %hogwild"):
-        ipython.run_line_magic("hogwild", "--epochs many")

@@ -1,7 +1,6 @@
 """The %kmeans panel, headless: sliders moved through ipywidgets' test comm, measurements checked."""
 import numpy as np
 import pytest
-from IPython.core.error import UsageError
 from ipywidgets.widgets.tests.utils import setup_test_comm, teardown_test_comm
 
 from mlsys_ext.jupyter import KMeansPanel
@@ -41,14 +40,3 @@ def test_panel_measures_again_when_sliders_move(comm):
 def test_unusable_backend_is_refused(comm):
     with pytest.raises(ValueError, match="backend must be one of"):
         KMeansPanel(backend="tpu")
-
-
-def test_kmeans_magic(ipython, comm):
-    ipython.run_line_magic("load_ext", "mlsys_ext")
-    ipython.run_line_magic("kmeans", "-n 2000 -k 3 --dims 2 --init random")
-    with pytest.raises(UsageError, match=r"(?s)k must be from 1 to 64.*usage: %kmeans"):
-        ipython.run_line_magic("kmeans", "-k 500")
-    with pytest.raises(UsageError, match=r"(?s)init must be.*usage: %kmeans"):
-        ipython.run_line_magic("kmeans", "--init kmeans++")
-    with pytest.raises(UsageError, match="usage: %kmeans"):
-        ipython.run_line_magic("kmeans", "-n many")

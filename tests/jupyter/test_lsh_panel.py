@@ -1,7 +1,6 @@
 """The %lsh panel, headless: generated near-duplicates, the S-curve, controls moved through the test comm."""
 import numpy as np
 import pytest
-from IPython.core.error import UsageError
 from ipywidgets.widgets.tests.utils import setup_test_comm, teardown_test_comm
 
 from mlsys_ext.jupyter import LSHPanel
@@ -44,13 +43,6 @@ def test_panel_chooses_new_bands_when_the_threshold_moves(comm):
     assert "bands" in panel.summary.value
 
 
-def test_lsh_magic(ipython, comm):
-    ipython.run_line_magic("load_ext", "mlsys_ext")
-    ipython.run_line_magic("lsh", "--num-perm 64 --threshold 0.7")
-    with pytest.raises(UsageError, match=r"(?s)threshold.*usage: %lsh"):
-        ipython.run_line_magic("lsh", "--threshold 1.5")
-
-
 def test_simhash_recall_stays_under_the_candidate_bound_without_probes_and_grows_with_them():
     from mlsys_ext.jupyter.lsh_panel import clustered_vectors, measure_simhash
 
@@ -60,7 +52,7 @@ def test_simhash_recall_stays_under_the_candidate_bound_without_probes_and_grows
     assert np.all(np.diff(m.recall) >= -1e-9) and m.recall[-1] > m.recall[0]
 
 
-def test_simhash_panel_and_magic(ipython, comm):
+def test_simhash_panel_measures_again_when_sliders_move(comm):
     from mlsys_ext.jupyter import SimHashPanel
 
     panel = SimHashPanel(bits=16, bands=2)
@@ -68,6 +60,3 @@ def test_simhash_panel_and_magic(ipython, comm):
     panel.controls["bits"].value = 32
     assert panel.wait()
     assert panel.result.index.bits == 32 and "recall@10" in panel.summary.value
-    ipython.run_line_magic("load_ext", "mlsys_ext")
-    with pytest.raises(UsageError, match=r"(?s)divisible.*usage: %lsh"):
-        ipython.run_line_magic("lsh", "--simhash --bits 30 --bands 4")

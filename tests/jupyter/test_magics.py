@@ -1,6 +1,7 @@
 """%mlsys and %cluster through a real InteractiveShell, bad arguments included."""
 import pytest
 from IPython.core.error import UsageError
+from ipywidgets.widgets.tests.utils import setup_test_comm, teardown_test_comm
 
 from mlsys_ext.jupyter.magics import parse_delay, parse_groups
 from tests.conftest import pid_alive
@@ -148,3 +149,26 @@ def test_parsers():
     assert parse_delay("0.5") == (0.5, 0.5)
     assert parse_groups(["a,b", "|", "c"]) == [["a", "b"], ["c"]]
     assert parse_groups(["a,b|c,", "|", "d"]) == [["a", "b"], ["c"], ["d"]]
+
+
+@pytest.mark.parametrize("line, bad, message", [
+    ("bloom -n 2000 -p 0.01 --kind blocked", "bloom --kind striped", "kind"),
+    ("cms --eps 0.01 -N 10000 --conservative", "cms --delta 2", "delta"),
+    ("lsh --num-perm 64 --threshold 0.7", "lsh --threshold 1.5", "threshold"),
+    ("lsh --simhash --bits 16 --bands 2", "lsh --simhash --bits 30 --bands 4", "divisible"),
+    ("kmeans -n 2000 -k 3 --dims 2 --init random", "kmeans -k 500", "k must be from 1 to 64"),
+    ("hogwild --rows 2000 --features-log2 10 --nnz 8 --epochs 2 --loss hinge", "hogwild --loss squared",
+     "loss must be one of"),
+    ("attention -L 64 --heads 1 --head-dim 16 --causal", "attention --backend cupy", "cannot run here"),
+])
+def test_panel_magics_open_a_panel_and_refuse_bad_values_with_the_usage(ip, line, bad, message):
+    setup_test_comm()
+    try:
+        magic(ip, line)
+        name = line.split()[0]
+        with pytest.raises(UsageError, match=rf"(?s){message}.*usage: %{name}"):
+            magic(ip, bad)
+        with pytest.raises(UsageError, match=f"usage: %{name}"):
+            magic(ip, f"{name} --no-such-option")
+    finally:
+        teardown_test_comm()

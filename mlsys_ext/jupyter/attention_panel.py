@@ -1,0 +1,185 @@
+"""The attention panel: this package's flash-style ``attention`` timed beside naive numpy
+(the whole L x L score matrix) and torch's SDPA when torch is installed."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import ipywidgets as widgets
+import numba
+import numpy as np
+
+from ..kernels import attention, available_backends, matmul_peak_gflops, resolve_backend
+from ._lab_panel import LabPanel
+from ._plots import new_figure, png_of
+
+REPEATS = 3  # best of: a slider move must answer within ~200 ms
+SWEEP_FRACTIONS = (0.25, 0.5, 1.0)  # the lengths of the timing sweep, as parts of L
+MEMORY_CURVE_TO = 4096  # the memory curves reach here, where the tiles' cap shows
+SCORE_TILE = 512  # the numba kernel's query and key tile: the scores one thread holds
+
+
+@dataclass
+class AttentionMeasurement:
+    seq_len: int
+    heads: int
+    head_dim: int
+    backend: str
+    causal: bool
+    threads: int
+    seconds: dict  # implementation -> best seconds per call at seq_len
+    lengths: np.ndarray  # the sweep's L values
+    sweep_seconds: dict  # implementation -> seconds at each of lengths
+    peak_gflops: float
+
+    def flops(self, seq_len: int | None = None) -> float:
+        """4 B H Lq Lk D (the two matmuls), halved when causal; B = 1."""
+        length = self.seq_len if seq_len is None else seq_len
+        return 4.0 * self.heads * length * length * self.head_dim / (2 if self.causal else 1)
+
+
+def usable_backends() -> list[str]:
+    """Backends that run at full speed here (not the CUDA simulator)."""
+    return [name for name, (usable, why) in available_backends().items() if usable and "simulator" not in why]
+
+
+def naive_attention(q, k, v, causal: bool):
+    """The textbook form: the whole L x L score matrix, then softmax, in q's dtype."""
+    scores = q @ np.swapaxes(k, -1, -2) * q.dtype.type(1 / np.sqrt(q.shape[-1]))
+    if causal:
+        scores[..., ~np.tri(q.shape[2], k.shape[2], dtype=bool)] = -np.inf
+    scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
+    return (scores / scores.sum(axis=-1, keepdims=True)) @ v
+
+
+def _torch_sdpa(threads: int):
+    """torch's SDPA on ``threads`` threads as a numpy -> numpy call, or None without torch."""
+    try:
+        import torch
+    except ImportError:
+        return None
+
+    def call(q, k, v, causal):
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            return torch.nn.functional.scaled_dot_product_attention(
+                torch.from_numpy(q), torch.from_numpy(k), torch.from_numpy(v), is_causal=causal)
+        finally:
+            torch.set_num_threads(before)
+
+    return call
+
+
+def _best_seconds(call, repeats: int = REPEATS) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def measure_attention(seq_len: int, heads: int, head_dim: int, backend: str, causal: bool,
+                      threads: int) -> AttentionMeasurement:
+    """Best-of-3 seconds per call (B=1, float32) of ``attention`` on ``backend``, naive numpy
+    and torch's SDPA, at seq_len and along a sweep of shorter lengths."""
+    rng = np.random.default_rng(0)
+    implementations = {backend: lambda q, k, v: attention(q, k, v, causal=causal, backend=backend, threads=threads),
+                       "naive numpy": lambda q, k, v: naive_attention(q, k, v, causal)}
+    torch_sdpa = _torch_sdpa(threads)
+    if torch_sdpa is not None:
+        implementations["torch SDPA"] = lambda q, k, v: torch_sdpa(q, k, v, causal)
+    lengths = np.unique([max(1, int(seq_len * f)) for f in SWEEP_FRACTIONS])
+    inputs = [rng.standard_normal((3, 1, heads, length, head_dim), dtype=np.float32) for length in lengths]
+    # one implementation at a time: BLAS and OpenMP workers spin for a while after a call,
+    # and would slow whichever implementation ran next
+    sweep = {name: [_best_seconds(lambda: call(*qkv)) for qkv in inputs] for name, call in implementations.items()}
+    return AttentionMeasurement(seq_len, heads, head_dim, backend, causal, threads,
+                                {name: times[-1] for name, times in sweep.items()}, lengths,
+                                {name: np.array(times) for name, times in sweep.items()}, matmul_peak_gflops())
+
+
+def score_bytes(m: AttentionMeasurement, lengths: np.ndarray) -> dict[str, np.ndarray]:
+    """Bytes of float32 scores held at once, computed from sizes: the naive form's H L x L
+    against the numba kernel's one tile (up to 512 x 512) per thread."""
+    lengths = np.asarray(lengths, dtype=np.float64)
+    tile = np.minimum(lengths, SCORE_TILE)
+    return {"naive: H L x L": 4.0 * m.heads * lengths**2,
+            f"flash: {m.threads} x tile x tile": 4.0 * m.threads * tile**2}
+
+
+def draw_attention(m: AttentionMeasurement) -> tuple[bytes, str]:
+    from matplotlib.ticker import FuncFormatter, NullLocator
+
+    fig = new_figure(width=9.0, height=2.6)
+    fig.subplots_adjust(left=0.07, right=0.99, bottom=0.2, top=0.9, wspace=0.45)
+    bars, times, memory = fig.subplots(1, 3)
+    names = list(m.seconds)
+    colors = ["#1f77b4", "#d62728", "#2ca02c"][:len(names)]
+    milliseconds = [1000 * m.seconds[name] for name in names]
+    bars.bar(range(len(names)), milliseconds, color=colors)
+    bars.set_xticks(range(len(names)), [name.replace(" ", "\n", 1) for name in names], fontsize=7)
+    bars.set_ylabel("ms per call")
+    for x, (name, ms) in enumerate(zip(names, milliseconds)):
+        bars.annotate(f"{m.flops() / m.seconds[name] / 1e9:.0f} GFLOP/s", (x, ms), ha="center", va="bottom",
+                      fontsize=7)
+    bars.set_title(f"L={m.seq_len}, H={m.heads}, D={m.head_dim}{', causal' if m.causal else ''}", fontsize=8)
+    for name, color in zip(names, colors):
+        times.plot(m.lengths, 1000 * m.sweep_seconds[name], "o-", ms=3, color=color, label=name)
+    times.set_xlabel("L")
+    times.set_ylabel("ms per call")
+    times.legend(fontsize=6, frameon=False)
+    curve = np.linspace(16, max(MEMORY_CURVE_TO, m.seq_len), 64)  # computed, so it can run past the sweep
+    for (name, sizes), style in zip(score_bytes(m, curve).items(), ("-", "--")):
+        memory.plot(curve, sizes / 2**20, style, label=name)
+    memory.axvline(m.seq_len, color="gray", lw=0.8, ls=":")
+    memory.set_yscale("log")
+    # plain tick labels: mathtext powers of ten cost ~50 ms to render
+    memory.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}"))
+    memory.yaxis.set_minor_locator(NullLocator())  # minor ticks of a log axis: ~100 artists, ~40 ms
+    memory.set_xlabel("L")
+    memory.set_ylabel("MiB of scores")
+    memory.set_title("computed from sizes, not measured", fontsize=7)
+    memory.legend(fontsize=6, frameon=False)
+    rows = "".join(
+        f"<tr><td>{name}</td><td>&nbsp; {1000 * seconds:.2f} ms</td>"
+        f"<td>&nbsp; {m.flops() / seconds / 1e9:.1f} GFLOP/s</td>"
+        f"<td>&nbsp; {100 * m.flops() / seconds / 1e9 / m.peak_gflops:.0f}% of matmul peak</td></tr>"
+        for name, seconds in m.seconds.items())
+    summary = (f"<table>{rows}</table>FLOPs = 4 B H L<sup>2</sup> D{' / 2 (causal)' if m.causal else ''} "
+               f"= {m.flops() / 1e9:.2f} GFLOP; matmul peak {m.peak_gflops:.0f} GFLOP/s")
+    return png_of(fig), summary
+
+
+class AttentionPanel(LabPanel):
+    """Sliders for L, heads, head dim and threads, a backend and a causal switch; each change
+    times ``attention`` beside naive numpy and torch's SDPA (B=1, float32) and draws time per
+    call, GFLOP/s, time against L and the scores each form holds against L."""
+
+    def __init__(self, seq_len: int = 512, heads: int = 4, head_dim: int = 64, backend: str = "auto",
+                 causal: bool = False, threads: int | None = None):
+        backend = resolve_backend(backend)  # bad values are refused here, with the core's message
+        threads = numba.config.NUMBA_NUM_THREADS if threads is None else threads
+        tiny = np.zeros((1, heads, 1, head_dim), dtype=np.float32)
+        attention(tiny, tiny, tiny, causal=causal, backend="numpy", threads=threads)  # the core checks the rest
+        controls = {
+            "seq_len": widgets.IntSlider(value=seq_len, min=16, max=4096, step=16, description="L",
+                                         continuous_update=False),
+            "heads": widgets.IntSlider(value=heads, min=1, max=16, description="heads", continuous_update=False),
+            "head_dim": widgets.Dropdown(options=sorted({16, 32, 64, 128, head_dim}), value=head_dim,
+                                         description="head dim"),
+            "backend": widgets.Dropdown(options=usable_backends(), value=backend, description="backend"),
+            "causal": widgets.Checkbox(value=causal, description="causal"),
+            "threads": widgets.IntSlider(value=threads, min=1, max=numba.config.NUMBA_NUM_THREADS,
+                                         description="threads", continuous_update=False),
+        }
+        super().__init__("Attention: flash-style kernel against naive numpy and torch SDPA", controls)
+
+    def measure(self, seq_len, heads, head_dim, backend, causal, threads):
+        tiny = np.zeros((1, 1, 1, head_dim), dtype=np.float32)
+        self.warm_up(backend, lambda: attention(tiny, tiny, tiny, backend=backend))
+        return measure_attention(seq_len, heads, head_dim, backend, causal, threads)
+
+    def draw(self, result):
+        return draw_attention(result)
