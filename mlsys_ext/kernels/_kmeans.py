@@ -85,13 +85,12 @@ def kmeans_plusplus(X, k: int, seed=None) -> np.ndarray:
 
 def _lloyd(runner, centroids, max_iter, tol):
     X = runner.X
-    labels = runner.xp.zeros(X.shape[0], dtype=np.int32)
-    previous = runner.xp.full(X.shape[0], -1, dtype=np.int32)
+    labels = runner.xp.full(X.shape[0], -1, dtype=np.int32)  # so every label counts as changed at first
     history = []
     unchanged = converged = False
     for iteration in range(1, max_iter + 1):
         start = time.perf_counter()
-        sums, counts, score_sum = runner.lloyd(X, centroids, labels)
+        sums, counts, score_sum, changed = runner.lloyd(X, centroids, labels)
         if not counts.all():
             _move_empty_clusters(runner, centroids, labels, sums, counts)
         updated = (sums / counts[:, None]).astype(centroids.dtype)
@@ -99,11 +98,10 @@ def _lloyd(runner, centroids, max_iter, tol):
         # inertia of the labels just chosen, against the centroids they were chosen for
         history.append((iteration, runner.squared_norm_total + 2.0 * score_sum, time.perf_counter() - start))
         centroids = updated
-        unchanged = bool(runner.xp.array_equal(labels, previous))
+        unchanged = changed == 0
         if unchanged or shift <= tol:
             converged = True
             break
-        previous[:] = labels
     if not unchanged:
         runner.assign(X, centroids, labels)  # labels follow the last centroids
     return centroids, labels, history, converged
@@ -140,7 +138,7 @@ def _mini_batch(runner, X, centroids, max_iter, tol, batch_size, rng):
         for step in range(steps):
             points = X[np.sort(order[step * batch_size:(step + 1) * batch_size])]
             labels = batch_labels[: len(points)]
-            sums, counts, score_sum = runner.lloyd(runner.to_device(points), centroids.astype(X.dtype), labels)
+            sums, counts, score_sum, _ = runner.lloyd(runner.to_device(points), centroids.astype(X.dtype), labels)
             seen += counts
             moved = counts > 0
             centroids[moved] += (sums[moved] - counts[moved, None] * centroids[moved]) / seen[moved, None]
@@ -245,12 +243,13 @@ class _NumbaRunner:
         self.sums = np.empty((threads, k, X.shape[1]))
         self.counts = np.empty((threads, k), dtype=np.int64)
         self.score_sums = np.empty(threads)
+        self.changes = np.empty(threads, dtype=np.int64)
         centroids = np.empty((k, X.shape[1]), dtype=X.dtype)
         half_norms = np.empty(k, dtype=X.dtype)
         labels = np.empty(1, dtype=np.int32)
         self.compile_seconds = (
             compile_kernel(kernels.lloyd_pass, X, centroids, half_norms, labels, True, self.sums, self.counts,
-                           self.score_sums, threads)
+                           self.score_sums, self.changes, threads)
             + compile_kernel(kernels.squared_distances, X, centroids, labels, np.empty(1)))
 
     @contextlib.contextmanager
@@ -261,11 +260,12 @@ class _NumbaRunner:
     def _pass(self, X, centroids, labels, accumulate):
         half_norms = 0.5 * np.einsum("ij,ij->i", centroids, centroids)
         self.kernels.lloyd_pass(X, centroids, half_norms, labels, accumulate, self.sums, self.counts,
-                                self.score_sums, self.threads)
+                                self.score_sums, self.changes, self.threads)
 
     def lloyd(self, X, centroids, labels):
         self._pass(X, centroids, labels, True)
-        return self.sums.sum(axis=0), self.counts.sum(axis=0), float(self.score_sums.sum())
+        return (self.sums.sum(axis=0), self.counts.sum(axis=0), float(self.score_sums.sum()),
+                int(self.changes.sum()))
 
     def assign(self, X, centroids, labels):
         self._pass(X, centroids, labels, False)
@@ -296,8 +296,8 @@ class _ArrayModuleRunner:
         yield
 
     def lloyd(self, X, centroids, labels):
-        sums, counts, score_sum = self.passes.lloyd_pass(self.xp, X, self.xp.asarray(centroids), labels)
-        return self.to_host(sums), self.to_host(counts), score_sum
+        sums, counts, score_sum, changed = self.passes.lloyd_pass(self.xp, X, self.xp.asarray(centroids), labels)
+        return self.to_host(sums), self.to_host(counts), score_sum, changed
 
     def assign(self, X, centroids, labels):
         self.passes.assign(self.xp, X, self.xp.asarray(centroids), labels)
@@ -350,8 +350,10 @@ class _CudaRunner:
         self.kernels.lloyd_kernel[self.kernels.blocks_for(X.shape[0]), self.kernels.THREADS_PER_BLOCK](
             device_X, cuda.to_device(centroids), cuda.to_device(half_norms), device_labels, best_scores,
             accumulate, sums, counts)
-        labels[:] = device_labels.copy_to_host()
-        return sums.copy_to_host(), counts.copy_to_host(), float(best_scores.copy_to_host().sum())
+        new_labels = device_labels.copy_to_host()
+        changed = int(np.count_nonzero(new_labels != labels))
+        labels[:] = new_labels
+        return sums.copy_to_host(), counts.copy_to_host(), float(best_scores.copy_to_host().sum()), changed
 
     def lloyd(self, X, centroids, labels):
         return self._launch(X, centroids, labels, True)

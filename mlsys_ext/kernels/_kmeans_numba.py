@@ -1,8 +1,9 @@
 """numba CPU kernels of k-means: one fused assign-and-accumulate pass per Lloyd iteration.
 
-The assign step is compute-bound (2 N K D flops), so each thread scores chunks
-of points against all centroids with BLAS (``np.dot``; the caller limits BLAS to
-one thread per numba thread), then, while the chunk's scores are in cache, picks
+The assign step is compute-bound (2 N K D flops), so each thread copies a chunk
+of points, transposed, into scratch and scores it against all centroids with BLAS
+(``np.dot``; the caller limits BLAS to one thread per numba thread), then, while
+the chunk's scores are in cache, picks
 each point's nearest centroid and adds the point into that thread's own centroid
 sums. Scores are laid out (K, CHUNK) so the arg-min runs across points: a
 compare-and-select over contiguous values, which vectorises (a per-point arg-min
@@ -18,19 +19,24 @@ CHUNK = 128
 
 
 @numba.njit(fastmath=True, cache=True, nogil=True)
-def _assign_chunk(X, start, stop, centroids, half_norms, labels, scores, best_scores):
-    """Label points [start, stop); returns the sum of their best scores.
-    ``scores`` (K, CHUNK) and ``best_scores`` (CHUNK,) are scratch."""
+def _assign_chunk(X, start, stop, centroids, half_norms, labels, points_t, scores, best_scores, best_labels):
+    """Label points [start, stop); returns the sum of their best scores and how many
+    labels changed. ``points_t`` (D, CHUNK), ``scores`` (K, CHUNK), ``best_scores``
+    and ``best_labels`` (CHUNK,) are scratch."""
     k = centroids.shape[0]
     m = stop - start
+    # the chunk transposed into contiguous scratch: numba's np.dot copies a transposed view
+    # on every call, which cost more than the product itself
+    for i in range(m):
+        for d in range(X.shape[1]):
+            points_t[d, i] = X[start + i, d]
     if m == scores.shape[1]:
-        np.dot(centroids, X[start:stop].T, scores)
+        np.dot(centroids, points_t, scores)
     else:
-        scores[:, :m] = np.dot(centroids, X[start:stop].T)
-    chunk_labels = labels[start:stop]
+        scores[:, :m] = np.dot(centroids, np.ascontiguousarray(points_t[:, :m]))
     for i in range(m):
         best_scores[i] = np.inf
-        chunk_labels[i] = 0
+        best_labels[i] = 0
     for c in range(k):
         half_norm = half_norms[c]
         row = scores[c]
@@ -38,20 +44,23 @@ def _assign_chunk(X, start, stop, centroids, half_norms, labels, scores, best_sc
             score = half_norm - row[i]
             better = score < best_scores[i]
             best_scores[i] = score if better else best_scores[i]
-            chunk_labels[i] = c if better else chunk_labels[i]
+            best_labels[i] = c if better else best_labels[i]
     score_sum = 0.0
+    changed = 0
     for i in range(m):
         score_sum += best_scores[i]
-    return score_sum
+        changed += labels[start + i] != best_labels[i]
+        labels[start + i] = best_labels[i]
+    return score_sum, changed
 
 
 @numba.njit(parallel=True, fastmath=True, cache=True)
-def lloyd_pass(X, centroids, half_norms, labels, accumulate, sums, counts, score_sums, n_threads):
+def lloyd_pass(X, centroids, half_norms, labels, accumulate, sums, counts, score_sums, changes, n_threads):
     """Assign every point; with ``accumulate``, also add it into its centroid's sum and count.
 
-    ``sums`` (n_threads, K, D) float64, ``counts`` (n_threads, K) and ``score_sums``
-    (n_threads,) are per thread, so no two threads write the same cache line;
-    the caller adds them up.
+    ``sums`` (n_threads, K, D) float64, ``counts`` (n_threads, K), ``score_sums`` and
+    ``changes`` (labels that moved, n_threads,) are per thread, so no two threads write
+    the same cache line; the caller adds them up.
     """
     n, n_dims = X.shape
     k = centroids.shape[0]
@@ -61,12 +70,18 @@ def lloyd_pass(X, centroids, half_norms, labels, accumulate, sums, counts, score
         sums[t] = 0.0
         counts[t] = 0
         score_sums[t] = 0.0
+        changes[t] = 0
+        points_t = np.empty((n_dims, CHUNK), dtype=X.dtype)
         scores = np.empty((k, CHUNK), dtype=X.dtype)
         best_scores = np.empty(CHUNK, dtype=X.dtype)
+        best_labels = np.empty(CHUNK, dtype=labels.dtype)
         for chunk in range(t * chunks_per_thread, min((t + 1) * chunks_per_thread, n_chunks)):
             start = chunk * CHUNK
             stop = min(start + CHUNK, n)
-            score_sums[t] += _assign_chunk(X, start, stop, centroids, half_norms, labels, scores, best_scores)
+            score_sum, changed = _assign_chunk(X, start, stop, centroids, half_norms, labels, points_t, scores,
+                                               best_scores, best_labels)
+            score_sums[t] += score_sum
+            changes[t] += changed
             if accumulate:
                 for i in range(start, stop):
                     c = labels[i]
