@@ -23,6 +23,7 @@ class LabPanel(widgets.VBox):
         self.summary = widgets.HTML()
         self.status = widgets.Label()
         self.result = None
+        self.figure = None  # the last drawing's matplotlib figure, for draw() to reuse
         self._lock = threading.Lock()
         self._running = False
         self._again = False

@@ -17,3 +17,28 @@ def png_of(fig) -> bytes:
     out = io.BytesIO()
     fig.savefig(out, format="png")
     return out.getvalue()
+
+
+def panel_axes(figure, columns: int, width: float, height: float, **margins):
+    """(figure, axes) for a panel's next drawing: ``figure`` emptied of its data, or a new
+    one with ``columns`` axes side by side. Building axes and their ticks is about half
+    of a three-plot drawing (~70 ms), so panels keep theirs between slider moves."""
+    if figure is None:
+        figure = new_figure(width, height)
+        figure.subplots_adjust(**margins)
+        for ax in figure.subplots(1, columns, squeeze=False)[0]:
+            ax.locator_params(nbins=4)  # every tick label is text to lay out and render: the most costly part
+            ax.tick_params(labelsize=7)
+        return figure, figure.axes
+    for ax in figure.axes:
+        for artist in [*ax.lines, *ax.collections, *ax.patches, *ax.texts, *ax.images]:
+            artist.remove()
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+        ax.set_title("")
+        ax.set_prop_cycle(None)  # colours start over, as on a new axes
+        ax.set_xscale("linear")
+        ax.set_yscale("linear")
+        ax.relim()
+        ax.set_autoscale_on(True)
+    return figure, figure.axes

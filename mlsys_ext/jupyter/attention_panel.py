@@ -11,7 +11,7 @@ import numpy as np
 
 from ..kernels import attention, available_backends, matmul_peak_gflops, resolve_backend
 from ._lab_panel import LabPanel
-from ._plots import new_figure, png_of
+from ._plots import panel_axes, png_of
 
 REPEATS = 3  # best of: a slider move must answer within ~200 ms
 SWEEP_FRACTIONS = (0.25, 0.5, 1.0)  # the lengths of the timing sweep, as parts of L
@@ -109,12 +109,12 @@ def score_bytes(m: AttentionMeasurement, lengths: np.ndarray) -> dict[str, np.nd
             f"flash: {m.threads} x tile x tile": 4.0 * m.threads * tile**2}
 
 
-def draw_attention(m: AttentionMeasurement) -> tuple[bytes, str]:
+def draw_attention(m: AttentionMeasurement, figure=None) -> tuple[bytes, str, object]:
+    """PNG, summary and the figure, which the next drawing can reuse (see ``panel_axes``)."""
     from matplotlib.ticker import FuncFormatter, NullLocator
 
-    fig = new_figure(width=9.0, height=2.6)
-    fig.subplots_adjust(left=0.07, right=0.99, bottom=0.2, top=0.9, wspace=0.45)
-    bars, times, memory = fig.subplots(1, 3)
+    fig, (bars, times, memory) = panel_axes(figure, 3, 9.0, 2.6, left=0.07, right=0.99, bottom=0.2, top=0.9,
+                                            wspace=0.45)
     names = list(m.seconds)
     colors = ["#1f77b4", "#d62728", "#2ca02c"][:len(names)]
     milliseconds = [1000 * m.seconds[name] for name in names]
@@ -149,7 +149,7 @@ def draw_attention(m: AttentionMeasurement) -> tuple[bytes, str]:
         for name, seconds in m.seconds.items())
     summary = (f"<table>{rows}</table>FLOPs = 4 B H L<sup>2</sup> D{' / 2 (causal)' if m.causal else ''} "
                f"= {m.flops() / 1e9:.2f} GFLOP; matmul peak {m.peak_gflops:.0f} GFLOP/s")
-    return png_of(fig), summary
+    return png_of(fig), summary, fig
 
 
 class AttentionPanel(LabPanel):
@@ -182,4 +182,5 @@ class AttentionPanel(LabPanel):
         return measure_attention(seq_len, heads, head_dim, backend, causal, threads)
 
     def draw(self, result):
-        return draw_attention(result)
+        png, summary, self.figure = draw_attention(result, self.figure)
+        return png, summary

@@ -11,7 +11,7 @@ import scipy.sparse as sp
 
 from ..kernels import SGDResult, hogwild_sgd, sparse_classification
 from ._lab_panel import LabPanel
-from ._plots import new_figure, png_of
+from ._plots import panel_axes, png_of
 
 MODES = ("hogwild", "locked", "serial")
 LOSSES = ("log", "hinge")
@@ -45,10 +45,10 @@ def measure_hogwild(rows: int, features: int, nnz_per_row: int, threads: int, ep
     return HogwildMeasurement(runs, counts, medians[0] / medians, X.shape, X.nnz)
 
 
-def draw_hogwild(m: HogwildMeasurement) -> tuple[bytes, str]:
-    fig = new_figure(width=8.0)
-    fig.subplots_adjust(left=0.08, right=0.98, bottom=0.2, top=0.95, wspace=0.3)
-    by_time, by_threads = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+def draw_hogwild(m: HogwildMeasurement, figure=None) -> tuple[bytes, str, object]:
+    """PNG, summary and the figure, which the next drawing can reuse (see ``panel_axes``)."""
+    fig, (by_time, by_threads) = panel_axes(figure, 2, 8.0, 2.6, left=0.08, right=0.98, bottom=0.2, top=0.95,
+                                            wspace=0.3)
     start_loss = 1.0 if m.runs["serial"].loss == "hinge" else np.log(2.0)  # the loss at w = 0
     for mode, run in m.runs.items():
         by_time.plot([0.0, *(1000 * run.history.seconds.cumsum())], [start_loss, *run.history.loss], "o-", ms=3,
@@ -73,7 +73,7 @@ def draw_hogwild(m: HogwildMeasurement) -> tuple[bytes, str]:
         "<table><tr><th>mode</th><th>threads</th><th>ms/epoch (median)</th><th>accuracy</th><th>loss</th></tr>"
         f"{rows}</table><p>hogwild speedup at {m.threads[-1]} threads: {m.speedup[-1]:.2f}x; "
         f"compile time in this measurement: {compile_seconds:.2f} s</p>")
-    return png_of(fig), summary
+    return png_of(fig), summary, fig
 
 
 class HogwildPanel(LabPanel):
@@ -111,4 +111,5 @@ class HogwildPanel(LabPanel):
         return measure_hogwild(rows, 2**features_log2, nnz_per_row, threads, epochs, lr, loss)
 
     def draw(self, result):
-        return draw_hogwild(result)
+        png, summary, self.figure = draw_hogwild(result, self.figure)
+        return png, summary

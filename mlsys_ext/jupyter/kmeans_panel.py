@@ -11,7 +11,7 @@ import numpy as np
 
 from ..kernels import available_backends, kmeans, kmeans_plusplus, matmul_peak_gflops
 from ._lab_panel import LabPanel
-from ._plots import new_figure, png_of
+from ._plots import panel_axes, png_of
 
 MAX_TRACE_ITERATIONS = 30  # the centroid paths drawn: enough to see them settle
 TIMED_ITERATIONS = 5  # per implementation, from the same start
@@ -92,10 +92,10 @@ def _sklearn_seconds(X, init, max_iter: int = TIMED_ITERATIONS):
     return (full - one) / (iterations - 1)
 
 
-def draw_kmeans(m: KMeansMeasurement) -> tuple[bytes, str]:
-    fig = new_figure(width=10.0, height=3.0)
-    fig.subplots_adjust(left=0.05, right=0.99, bottom=0.17, top=0.9, wspace=0.45)
-    scatter, curve, bars = fig.subplots(1, 3)
+def draw_kmeans(m: KMeansMeasurement, figure=None) -> tuple[bytes, str, object]:
+    """PNG, summary and the figure, which the next drawing can reuse (see ``panel_axes``)."""
+    fig, (scatter, curve, bars) = panel_axes(figure, 3, 10.0, 3.0, left=0.05, right=0.99, bottom=0.17, top=0.9,
+                                             wspace=0.45)
     shown = slice(0, min(SCATTER_POINTS, len(m.X)))
     second = 1 if m.X.shape[1] > 1 else 0
     scatter.plot(m.X[shown, 0], m.X[shown, second], ".", ms=2, color="#9ecae1")  # one artist: cheap to draw
@@ -128,7 +128,7 @@ def draw_kmeans(m: KMeansMeasurement) -> tuple[bytes, str]:
     summary = (f"<table>{rows}</table>{len(m.X):,} points x {m.X.shape[1]} dims, k = {m.paths.shape[1]}, "
                f"traced on {m.backend}; final inertia {m.inertia[-1]:,.1f}; "
                f"JIT compile {m.compile_seconds:.2f} s (not in the times)")
-    return png_of(fig), summary
+    return png_of(fig), summary, fig
 
 
 class KMeansPanel(LabPanel):
@@ -167,4 +167,5 @@ class KMeansPanel(LabPanel):
         return measure_kmeans(n, dims, k, backend, threads, init)
 
     def draw(self, result):
-        return draw_kmeans(result)
+        png, summary, self.figure = draw_kmeans(result, self.figure)
+        return png, summary

@@ -40,3 +40,16 @@ def test_panel_measures_again_when_sliders_move(comm):
 def test_unusable_backend_is_refused(comm):
     with pytest.raises(ValueError, match="backend must be one of"):
         KMeansPanel(backend="tpu")
+
+
+def test_redrawing_reuses_the_figure_without_stale_artists():
+    from mlsys_ext.jupyter.kmeans_panel import draw_kmeans
+
+    m = measure_kmeans(n=2000, dims=2, k=3, backend="numpy", threads=1)
+    _, _, fresh = draw_kmeans(m)
+    artists = [(len(ax.lines), len(ax.patches), len(ax.texts)) for ax in fresh.axes]
+    colors = [line.get_color() for line in fresh.axes[1].lines]
+    _, _, again = draw_kmeans(m, fresh)
+    assert again is fresh and len(again.axes) == 3
+    assert [(len(ax.lines), len(ax.patches), len(ax.texts)) for ax in again.axes] == artists
+    assert [line.get_color() for line in again.axes[1].lines] == colors
