@@ -6,7 +6,7 @@ import os
 
 from ._version import __version__
 
-MAGICS = ("%mlsys", "%cluster", "%%cluster run", "%bloom", "%cms", "%lsh", "%kmeans", "%hogwild", "%attention")
+MAGICS = ("%mlsys", "%cluster", "%%cluster run", "%bloom", "%cms", "%lsh", "%kmeans", "%hogwild", "%attention", "%raft")
 
 
 def _numba_threading() -> str:

@@ -7,8 +7,9 @@ from .hogwild_panel import HogwildPanel
 from .kmeans_panel import KMeansPanel
 from .lsh_panel import LSHPanel, SimHashPanel
 from .magics import MlsysMagics
+from .raft_panel import RaftPanel
 
-__all__ = ["AttentionPanel", "BloomPanel", "ClusterPanel", "CountMinPanel", "HogwildPanel", "KMeansPanel", "LSHPanel", "MlsysMagics", "SimHashPanel", "load_ipython_extension", "unload_ipython_extension"]
+__all__ = ["AttentionPanel", "BloomPanel", "ClusterPanel", "CountMinPanel", "HogwildPanel", "KMeansPanel", "LSHPanel", "MlsysMagics", "RaftPanel", "SimHashPanel", "load_ipython_extension", "unload_ipython_extension"]
 
 
 def load_ipython_extension(ipython) -> None:
@@ -17,6 +18,9 @@ def load_ipython_extension(ipython) -> None:
 
 def unload_ipython_extension(ipython) -> None:
     magics = ipython.magics_manager.registry.get("MlsysMagics")
+    if magics is not None and magics.raft_cluster is not None:
+        magics.raft_cluster.stop()
+        magics.raft_cluster = None
     if magics is not None and magics.current is not None:
         magics.current.stop()
         magics.current = None

@@ -24,6 +24,11 @@ CLUSTER_USAGE = (
     "net [--drop P] [--delay 0-27ms] [--duplicate P] [--link a,b] | trace [-n 20]]; "
     "%%cluster run [--targets w0,w1]"
 )
+RAFT_COMMANDS = ("panel", "study", "start", "status", "kill", "restart", "partition", "heal", "put", "get", "stop")
+RAFT_USAGE = (
+    "usage: %raft [-n 5] [--seed 0] (the simulated panel) | %raft study [--trials 20] | "
+    "%raft start [N] | status | kill|restart ID|leader | partition 0 | 1,2 | heal | put KEY VALUE | get KEY | stop"
+)
 _DELAY = re.compile(r"^\s*([0-9.]+)\s*(?:-\s*([0-9.]+))?\s*(ms|s)?\s*$")
 
 
@@ -58,6 +63,7 @@ class MlsysMagics(Magics):
     def __init__(self, shell):
         super().__init__(shell)
         self.current: Cluster | None = None
+        self.raft_cluster = None  # the live RaftCluster started by %raft start
 
     @line_magic
     def mlsys(self, line: str = ""):
@@ -160,6 +166,70 @@ class MlsysMagics(Magics):
 
         self._open_panel(MlsysMagics.attention, line, lambda a: AttentionPanel(
             a.seq_len, a.heads, a.head_dim, a.backend, a.causal, a.threads))
+
+    @magic_arguments()
+    @argument("command", nargs="?", default="panel", help=f"one of: {', '.join(RAFT_COMMANDS)}")
+    @argument("words", nargs="*", help="start: servers; kill/restart: id or leader; partition: 0 | 1,2; "
+                                        "put: key value; get: key")
+    @argument("-n", "--servers", type=int, default=5, help="panel: servers in the simulated cluster (1 to 9)")
+    @argument("--seed", type=int, default=0, help="panel: the simulation's seed: same seed, same run")
+    @argument("--trials", type=int, default=20, help="study: trials per election-timeout range")
+    @line_magic
+    def raft(self, line: str = ""):
+        """The Raft panel on a simulated cluster (no command), the paper's Figure 16 (study),
+        or Raft on live worker processes: start N, status, kill/restart ID|leader,
+        partition 0 | 1,2, heal, put KEY VALUE, get KEY, stop."""
+        try:
+            args = parse_argstring(MlsysMagics.raft, line)
+            if args.command not in RAFT_COMMANDS:
+                raise UsageError(f"unknown command {args.command!r}")
+            if args.command in ("panel", "study"):
+                from .raft_panel import ElectionStudy, RaftPanel
+
+                display(ElectionStudy(args.trials) if args.command == "study" else RaftPanel(args.servers, args.seed))
+                return None
+            return self._raft_live(args.command, args.words)
+        except (UsageError, ValueError, TypeError, ClusterError, TimeoutError) as exc:
+            raise UsageError(f"{exc}\n{RAFT_USAGE}") from None
+
+    def _raft_live(self, command: str, words: list[str]):
+        from ..raft import RaftCluster
+
+        if command == "start":
+            if len(words) > 1 or (words and not words[0].isdigit()):
+                raise UsageError("start takes the number of servers, e.g. %raft start 3")
+            if self.raft_cluster is not None:
+                self.raft_cluster.stop()  # a new start replaces the old servers
+            self.raft_cluster = None
+            self.raft_cluster = RaftCluster(int(words[0]) if words else 3)
+            self.raft_cluster.wait_for_leader()
+            return self.raft_cluster.states()
+        raft = self.raft_cluster
+        if raft is None:
+            raise UsageError("no Raft cluster is running: start one with %raft start 3")
+        expected = {"status": 0, "heal": 0, "stop": 0, "kill": 1, "restart": 1, "get": 1, "put": 2}.get(command)
+        if expected is not None and len(words) != expected:
+            raise UsageError(f"%raft {command} takes {expected} argument(s), got {len(words)}")
+        if command == "status":
+            return raft.states()
+        if command in ("kill", "restart"):
+            target = words[0] if words[0] == "leader" else int(words[0])
+            print(f"{command}ed server {getattr(raft, command)(target)}")
+            return None
+        if command == "partition":
+            raft.partition(*[[int(i) for i in group] for group in parse_groups(words)])
+            return None
+        if command == "heal":
+            raft.heal()
+            return None
+        if command == "get":
+            return raft.get(words[0])
+        if command == "put":
+            raft.put(words[0], words[1])
+            return None
+        raft.stop()
+        self.raft_cluster = None
+        return None
 
     def _current(self) -> Cluster:
         if self.current is None or self.current.stopped:

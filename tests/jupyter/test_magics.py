@@ -160,6 +160,8 @@ def test_parsers():
     ("hogwild --rows 2000 --features-log2 10 --nnz 8 --epochs 2 --loss hinge", "hogwild --loss squared",
      "loss must be one of"),
     ("attention -L 64 --heads 1 --head-dim 16 --causal", "attention --backend cupy", "cannot run here"),
+    ("raft -n 3 --seed 1", "raft -n 12", "n must be from 1 to 9"),
+    ("raft study --trials 2", "raft studies", "unknown command"),
 ])
 def test_panel_magics_open_a_panel_and_refuse_bad_values_with_the_usage(ip, line, bad, message):
     setup_test_comm()
@@ -172,3 +174,21 @@ def test_panel_magics_open_a_panel_and_refuse_bad_values_with_the_usage(ip, line
             magic(ip, f"{name} --no-such-option")
     finally:
         teardown_test_comm()
+
+
+def test_raft_on_live_workers_through_magics(ip, capsys):
+    try:
+        states = magic(ip, "raft start 3")
+        assert len(states) == 3 and (states.role == "leader").sum() == 1
+        magic(ip, "raft put color blue")
+        assert magic(ip, "raft get color") == "blue"
+        magic(ip, "raft kill leader")
+        assert "killed server" in capsys.readouterr().out
+        assert magic(ip, "raft get color") == "blue"
+        assert (magic(ip, "raft status").role == "unreachable").sum() == 1
+        with pytest.raises(UsageError, match="(?s)put takes 2 argument.*usage: %raft"):
+            magic(ip, "raft put onlykey")
+    finally:
+        magic(ip, "raft stop")
+    with pytest.raises(UsageError, match="no Raft cluster is running"):
+        magic(ip, "raft status")
