@@ -60,25 +60,34 @@ class RaftServer:
         self.node.step(message)
         self._process()
 
-    def submit(self, command: bytes) -> tuple[str, int | None]:
-        """("accepted", index) on the leader, else ("redirect", the leader it knows or None)."""
+    def submit(self, commands: list[bytes]) -> tuple[str, object]:
+        """("accepted", [index of each command]) on the leader, else ("redirect", the leader
+        it knows or None). Several commands in one call reach the log in one batch."""
+        indices = []
         try:
-            index, _ = self.node.propose(command)
+            for command in commands:
+                indices.append(self.node.propose(command)[0])
         except NotLeader as refused:
-            return "redirect", refused.leader
+            if not indices:
+                return "redirect", refused.leader
         except ProposalDropped:
-            return "redirect", None
+            if not indices:
+                return "redirect", None
         self._process()
-        return "accepted", index
+        return "accepted", indices
 
-    def outcome(self, index: int, command: bytes) -> tuple[str, object]:
-        """("ok", output) once ``command`` is applied at ``index``; ("pending", None) before;
-        ("lost", None) if another entry took that index (leadership changed)."""
-        applied = self.outputs.get(index)
-        if applied is None:
-            return ("pending", None) if index > self.node.log.applied else ("lost", None)
-        data, output = applied
-        return ("ok", output) if data == command else ("lost", None)
+    def outcomes(self, pending: list[tuple[int, bytes]]) -> list[tuple[str, object]]:
+        """For each (index, command): ("ok", output) once the command is applied at that
+        index; ("pending", None) before; ("lost", None) if another entry took the index."""
+        answers = []
+        for index, command in pending:
+            applied = self.outputs.get(index)
+            if applied is None:
+                answers.append(("pending", None) if index > self.node.log.applied else ("lost", None))
+            else:
+                data, output = applied
+                answers.append(("ok", output) if data == command else ("lost", None))
+        return answers
 
     def state(self) -> dict:
         status = self.node.status()
@@ -163,6 +172,45 @@ class RaftCluster:
     def put(self, key: str, value: str) -> None:
         return self.client().put(key, value)
 
+    def put_many(self, items, window: int = 256) -> int:
+        """Write every (key, value) of ``items`` with up to ``window`` writes in flight, as a
+        pipelining client does (submitted in batches, outcomes polled together); returns
+        how many were applied. Lost writes (leadership changed) are submitted again."""
+        client = self.client()
+        waiting = [encode_command(client.id, seq, "put", key, value) for seq, (key, value) in enumerate(items, 1)]
+        waiting.reverse()
+        in_flight: dict[bytes, int] = {}
+        applied = 0
+        deadline = time.monotonic() + self.timeout
+        while (waiting or in_flight) and time.monotonic() < deadline:
+            handle = self.servers[self._leader_guess]
+            try:
+                batch = [waiting.pop() for _ in range(min(window - len(in_flight), len(waiting)))]
+                if batch:
+                    verdict, detail = handle.submit.remote(batch).result(timeout=1.0)
+                    if verdict != "accepted":
+                        waiting.extend(reversed(batch))
+                        self._leader_guess = detail if detail is not None else (self._leader_guess + 1) % self.n
+                        continue
+                    waiting.extend(reversed(batch[len(detail):]))
+                    in_flight.update(zip(batch, detail))
+                pending = list(in_flight.items())
+                answers = handle.outcomes.remote([(index, command) for command, index in pending]).result(timeout=1.0)
+            except (ClusterError, TimeoutError, OSError):
+                self._leader_guess = (self._leader_guess + 1) % self.n
+                waiting.extend(in_flight)  # unknown fate: the duplicate table makes resending safe
+                in_flight.clear()
+                continue
+            for (command, _), (status, _) in zip(pending, answers):
+                if status != "pending":
+                    del in_flight[command]
+                    if status == "ok":
+                        applied += 1
+                    else:
+                        waiting.append(command)
+            time.sleep(POLL_INTERVAL)
+        return applied
+
     # ---- faults ------------------------------------------------------------------------------------
 
     def _server(self, which) -> int:
@@ -231,10 +279,10 @@ class LiveKVClient(KVOperations):
         while time.monotonic() < deadline:
             handle = raft.servers[server]
             try:
-                verdict, detail = handle.submit.remote(command).result(timeout=0.5)
+                verdict, detail = handle.submit.remote([command]).result(timeout=0.5)
                 if verdict == "accepted":
                     while time.monotonic() < deadline:
-                        status, output = handle.outcome.remote(detail, command).result(timeout=0.5)
+                        [(status, output)] = handle.outcomes.remote([(detail[0], command)]).result(timeout=0.5)
                         if status == "ok":
                             raft._leader_guess = server
                             return output

@@ -62,3 +62,9 @@ def test_bad_arguments_are_refused(raft):
         raft.kill(7)
     with pytest.raises(ValueError, match="n must be a positive integer"):
         RaftCluster(0)
+
+
+def test_a_pipelining_writer_applies_every_write_once(raft):
+    items = [(f"k{i % 7}", str(i)) for i in range(500)]
+    assert raft.put_many(items, window=64) == 500
+    assert raft.get("k3") == str(max(i for i in range(500) if i % 7 == 3))
