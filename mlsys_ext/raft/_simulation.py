@@ -66,6 +66,7 @@ class Simulation:
         self._events: list[tuple] = []
         self._last_term = [0] * n
         self._clients: list[KVClient] = []
+        self._snapshot_every: int | None = None
         self._history: list[dict] = []
         for i in range(n):
             self._boot(i)
@@ -141,6 +142,9 @@ class Simulation:
             if waiter is not None:
                 expected, reply = waiter
                 reply(("ok", output) if entry.data == expected else ("wrong leader", None))
+            if self._snapshot_every and entry.index - self._storages[i].snapshot.index >= self._snapshot_every:
+                # the service hands Raft its state; the node compacts once this Ready is done
+                self._at(0.0, self._service_snapshot, i, self._incarnation[i], entry.index, self._stores[i].snapshot())
         else:
             self._applied[i].append((entry.index, pickle.loads(entry.data)))  # made by start(), this session
 
@@ -229,6 +233,10 @@ class Simulation:
         if node is not None:
             node.compact(index, data)
             self._process(i)
+
+    def _service_snapshot(self, i: int, incarnation: int, index: int, data: bytes) -> None:
+        if incarnation == self._incarnation[i] and index > self._storages[i].snapshot.index:
+            self.snapshot(i, index, data)
 
     def rpc_count(self, i: int) -> int:
         return self._rpc_count[self._check(i)]
@@ -341,13 +349,22 @@ class Simulation:
 
     # ---- the key-value service ---------------------------------------------------------------------
 
-    def kv(self, n_clients: int = 1) -> list["KVClient"]:
-        """``n_clients`` clients of the replicated KV service, which runs on every node from now on."""
+    def kv(self, n_clients: int = 1, snapshot_every: int | None = None) -> list["KVClient"]:
+        """``n_clients`` clients of the replicated KV service, which runs on every node from now
+        on; with ``snapshot_every``, each node snapshots its store every that many entries."""
         if any(self._applied) and not self._clients:
             raise RuntimeError("start the KV service before proposing raw commands with start()")
+        if snapshot_every is not None:
+            if isinstance(snapshot_every, bool) or not isinstance(snapshot_every, int) or snapshot_every < 1:
+                raise ValueError(f"snapshot_every must be a positive integer, got {snapshot_every!r}")
+            self._snapshot_every = snapshot_every
         first = len(self._clients)
         self._clients += [KVClient(self, first + c) for c in range(n_clients)]
         return self._clients[first:]
+
+    def kv_state(self, i: int) -> dict:
+        """The key-value store node i has applied so far (a copy)."""
+        return dict(self._stores[self._check(i)].data)
 
     def history(self) -> pd.DataFrame:
         """Every KV client operation: client, kind, key, input, output, call, ret (None if
