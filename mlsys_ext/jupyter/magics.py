@@ -184,9 +184,9 @@ class MlsysMagics(Magics):
             if args.command not in RAFT_COMMANDS:
                 raise UsageError(f"unknown command {args.command!r}")
             if args.command in ("panel", "study"):
-                from .raft_panel import ElectionStudy, RaftPanel
+                from .raft_panel import RaftPanel, RaftStudy
 
-                display(ElectionStudy(args.trials) if args.command == "study" else RaftPanel(args.servers, args.seed))
+                display(RaftStudy(args.trials) if args.command == "study" else RaftPanel(args.servers, args.seed))
                 return None
             return self._raft_live(args.command, args.words)
         except (UsageError, ValueError, TypeError, ClusterError, TimeoutError) as exc:

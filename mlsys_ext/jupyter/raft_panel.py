@@ -59,6 +59,11 @@ def draw_frame(frame: Frame) -> bytes:
     ring.set_aspect("equal")
     ring.axis("off")
     ring.set_title(f"t = {frame.time:.2f} s", fontsize=8)
+    kinds = {}
+    for _, _, kind, _ in frame.messages:
+        kinds[kind] = kinds.get(kind, 0) + 1
+    flying = ", ".join(f"{kind} {count}" for kind, count in sorted(kinds.items())) or "none"
+    ring.text(0, -1.48, f"in flight: {flying}", ha="center", fontsize=6, wrap=True)
 
     leader = next((v for v in frame.nodes if v.role == "leader"), None)
     first = min(v.first_index for v in frame.nodes)
@@ -255,39 +260,58 @@ class RaftPanel(widgets.VBox):
         super().close()
 
 
-def election_times_png(study) -> bytes:
-    """The Raft paper's Figure 16 from ``time_to_elect``: the share of trials with a new
-    leader within each time, one curve per election-timeout range."""
-    fig = new_figure(width=6.0, height=3.0)
-    ax = fig.add_subplot()
-    for label, group in study.groupby("timeout", sort=False):
+def studies_png(elections, throughput, round_trip: float, max_inflight: int) -> bytes:
+    """Left: the Raft paper's Figure 16 from ``time_to_elect`` (share of trials with a new
+    leader within each time, one curve per timeout range). Right: ``throughput_by_batch``
+    against its theory, min(offered, batch x in-flight / round trip)."""
+    fig = new_figure(width=10.0, height=3.0)
+    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.17, top=0.9, wspace=0.3)
+    cdf, batches = fig.subplots(1, 2)
+    for label, group in elections.groupby("timeout", sort=False):
         times = np.sort(1000 * group.seconds.to_numpy())
-        ax.step(times, np.arange(1, len(times) + 1) / len(times), where="post", label=f"{label} ms")
-    ax.set_xscale("log")
-    ax.set_xlabel("time without a leader (ms)")
-    ax.set_ylabel("share of trials")
-    ax.legend(fontsize=6, frameon=False)
+        cdf.step(times, np.arange(1, len(times) + 1) / len(times), where="post", label=f"{label} ms")
+    cdf.set_xscale("log")
+    cdf.set_xlabel("time without a leader (ms)")
+    cdf.set_ylabel("share of trials")
+    cdf.set_title("leader crashed: time to elect another (Figure 16)", fontsize=8)
+    cdf.legend(fontsize=6, frameon=False)
+    sizes = throughput.max_batch.to_numpy()
+    batches.plot(sizes, throughput.committed_per_second, "o", label="measured (simulated)")
+    grid = np.geomspace(sizes.min(), sizes.max(), 50)
+    batches.plot(grid, np.minimum(throughput.offered.iloc[0], grid * max_inflight / round_trip), "--",
+                 label="min(offered, batch x in-flight / round trip)")
+    batches.set_xscale("log", base=2)
+    batches.set_xlabel("max entries per append")
+    batches.set_ylabel("entries committed / s")
+    batches.set_title(f"one append in flight, {1000 * round_trip:.0f} ms round trip", fontsize=8)
+    batches.legend(fontsize=6, frameon=False)
     return png_of(fig)
 
 
-class ElectionStudy(widgets.VBox):
-    """Figure 16 computed on a background thread (a few seconds), drawn when done."""
+class RaftStudy(widgets.VBox):
+    """Figure 16 and throughput against batch size, computed on a background thread
+    (a few seconds), drawn when done."""
 
     def __init__(self, trials: int = 20):
         if isinstance(trials, bool) or not isinstance(trials, int) or not 1 <= trials <= 500:
             raise ValueError(f"trials must be from 1 to 500, got {trials!r}")
-        from ..raft._studies import time_to_elect
+        from ..raft import throughput_by_batch, time_to_elect
 
         self.image = widgets.Image(format="png")
-        self.status = widgets.Label(f"running {trials} trials per timeout range ...")
+        self.status = widgets.Label(f"running {trials} elections per timeout range, then the batch sizes ...")
         self.result = None
         super().__init__([self.image, self.status])
 
         def run():
-            self.result = time_to_elect(trials=trials)
-            self.image.value = election_times_png(self.result)
-            medians = self.result.groupby("timeout", sort=False).seconds.median()
-            self.status.value = "median ms: " + ", ".join(f"{k}: {1000 * v:.0f}" for k, v in medians.items())
+            try:
+                elections, throughput = time_to_elect(trials=trials), throughput_by_batch()
+                self.image.value = studies_png(elections, throughput, round_trip=0.01, max_inflight=1)
+                self.result = elections, throughput
+                medians = elections.groupby("timeout", sort=False).seconds.median()
+                self.status.value = "median time to elect: " + ", ".join(
+                    f"{k} ms: {1000 * v:.0f} ms" for k, v in medians.items())
+            except Exception as exc:  # shown, not lost on a background thread
+                self.status.value = f"error: {type(exc).__name__}: {exc}"
 
-        self.thread = threading.Thread(target=run, name="raft-election-study", daemon=True)
+        self.thread = threading.Thread(target=run, name="raft-study", daemon=True)
         self.thread.start()

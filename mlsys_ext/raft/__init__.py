@@ -24,7 +24,7 @@ from ._linearizability import KVModel, LinearizabilityResult, Model, Operation, 
 from ._node import RaftNode
 from ._simulation import KVClient, PendingOperation, Simulation
 from ._storage import CorruptLogError, FileStorage, MemoryStorage
-from ._studies import time_to_elect
+from ._studies import throughput_by_batch, time_to_elect
 from ._types import (ADD_LEARNER, ADD_VOTER, REMOVE_VOTER, Entry, FollowerProgress, HardState, Message, NotLeader,
                      ProposalDropped, Ready, ReadState, Snapshot, SoftState, Status)
 
@@ -60,5 +60,6 @@ __all__ = [
     "SoftState",
     "Status",
     "check_linearizable",
+    "throughput_by_batch",
     "time_to_elect",
 ]

@@ -4,8 +4,8 @@ import time
 import pytest
 from ipywidgets.widgets.tests.utils import setup_test_comm, teardown_test_comm
 
-from mlsys_ext.jupyter.raft_panel import ACTIONS, RaftPanel, draw_frame, election_times_png
-from mlsys_ext.raft._studies import time_to_elect
+from mlsys_ext.jupyter.raft_panel import ACTIONS, RaftPanel, RaftStudy
+from mlsys_ext.raft import throughput_by_batch, time_to_elect
 
 
 @pytest.fixture
@@ -79,7 +79,14 @@ def test_every_action_runs(comm):
         panel.act("explode")
 
 
-def test_figure_16_study_draws():
-    study = time_to_elect(timeouts=((150, 155), (150, 300)), trials=4)
-    assert list(study.timeout.unique()) == ["150-155", "150-300"] and (study.seconds > 0).all()
-    assert election_times_png(study)[:4] == b"\x89PNG"
+def test_studies_follow_their_theory_and_draw(comm):
+    study = time_to_elect(timeouts=((150, 151), (150, 300)), trials=8)
+    assert list(study.timeout.unique()) == ["150-151", "150-300"] and (study.seconds > 0).all()
+    medians = study.groupby("timeout").seconds.median()
+    assert medians["150-300"] < medians["150-151"]  # randomness ends split votes
+    throughput = throughput_by_batch(batches=(1, 4, 64))
+    # one append per 10 ms round trip: batch entries each, until the offered load is met
+    assert throughput.committed_per_second.tolist() == pytest.approx([100, 400, 2000], rel=0.1)
+    panel = RaftStudy(trials=2)
+    panel.thread.join(60)
+    assert bytes(panel.image.value[:4]) == b"\x89PNG" and "median time to elect" in panel.status.value
