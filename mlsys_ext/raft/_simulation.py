@@ -187,11 +187,13 @@ class Simulation:
     # ---- what tests and the panel ask --------------------------------------------------------------
 
     def state(self, i: int) -> tuple[int, str]:
-        """(term, role) of node i; a crashed node reports its persisted term, role "down"."""
+        """(term, role) of node i, role "follower", "candidate" or "leader" as in the paper
+        (a pre-candidate, which has not left its term, counts as a follower; ``status(i)``
+        tells them apart); a crashed node reports its persisted term and "down"."""
         node = self._nodes[self._check(i)]
         if node is None:
             return self._storages[i].hard_state.term, "down"
-        return node.term, node.role
+        return node.term, "follower" if node.role == "pre_candidate" else node.role
 
     def status(self, i: int):
         """The node's full Status (None while crashed)."""
