@@ -599,11 +599,13 @@ class RaftNode:
     # ================= Ready / advance =================
     def has_ready(self) -> bool:
         log = self.log
+        hard, soft = self._prev_hard_state, self._prev_soft_state
+        # fields compared one by one: building the two records costs more than the rest (called per message)
         return bool(self._msgs or log.unstable or log.pending_snapshot is not None
                     or log.committed > log.applied
                     or (self._read_states and self._read_states[0].index <= log.committed)
-                    or self._prev_hard_state != HardState(self.term, self.vote, log.committed)
-                    or self._prev_soft_state != SoftState(self.leader, self.role))
+                    or hard.term != self.term or hard.vote != self.vote or hard.commit != log.committed
+                    or soft.leader != self.leader or soft.role != self.role)
 
     def ready(self) -> Ready:
         """What the caller must do now (see Ready). Nothing changes until ``advance``."""
