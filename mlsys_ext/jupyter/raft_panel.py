@@ -19,7 +19,8 @@ TERM_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
                "#bcbd22", "#7f7f7f")
 MESSAGE_COLORS = {"append": "#1f77b4", "heartbeat": "#9ecae1", "vote": "#ff7f0e", "prevote": "#fdae6b",
                   "snapshot": "#2ca02c", "timeout_now": "#d62728", "read_index": "#9467bd"}
-ACTIONS = ("crash", "restart", "disconnect", "connect", "isolate", "heal", "request", "timeout")
+ACTIONS = ("crash", "restart", "disconnect", "connect", "isolate", "heal", "request", "timeout", "transfer",
+           "partition")
 
 
 def term_color(term: int) -> str:
@@ -94,7 +95,8 @@ def _square(index, y, color, committed):
 class RaftPanel(widgets.VBox):
     """Play, pause and scrub a simulated Raft cluster; change its timing, network and
     replication knobs (timing and replication start a new run with the same seed); crash,
-    restart, disconnect or isolate a server, heal, send a client request, force a timeout."""
+    restart, disconnect or isolate a server, partition into any groups, heal, send a client
+    request, force a timeout, transfer leadership."""
 
     def __init__(self, n: int = 5, seed: int = 0, speed: float = 1.0):
         self._stop = threading.Event()  # first: close() runs even when the checks below refuse
@@ -126,6 +128,8 @@ class RaftPanel(widgets.VBox):
         self.latency = widgets.FloatRangeSlider(value=(0.5, 2.0), min=0.0, max=100.0, step=0.5,
                                                 description="latency ms", continuous_update=False)
         self.node = widgets.Dropdown(options=list(range(n)), description="server")
+        self.groups = widgets.Text(value=("0,1 | " + ",".join(map(str, range(2, n)))) if n > 2 else "",
+                                   description="partition", layout=widgets.Layout(width="220px"))
         self.buttons = {action: widgets.Button(description=action, layout=widgets.Layout(width="80px"))
                         for action in ACTIONS}
         self.image = widgets.Image(format="png")
@@ -145,7 +149,8 @@ class RaftPanel(widgets.VBox):
             widgets.HBox([self.knobs["election"], self.knobs["heartbeat"], self.knobs["max_batch"]]),
             widgets.HBox([self.knobs["max_inflight"], self.knobs["prevote"], self.knobs["check_quorum"]]),
             widgets.HBox([self.drop, self.latency]),
-            widgets.HBox([self.node, *self.buttons.values()]),
+            widgets.HBox([self.node, *[self.buttons[a] for a in ACTIONS[:8]]]),
+            widgets.HBox([self.buttons["transfer"], self.groups, self.buttons["partition"]]),
             self.image,
             self.status,
         ])
@@ -181,7 +186,8 @@ class RaftPanel(widgets.VBox):
             self._record()
 
     def act(self, action: str) -> None:
-        """One of ACTIONS on the chosen server (heal and request need none)."""
+        """One of ACTIONS on the chosen server (heal and request need none; partition takes
+        the groups written in the partition box; transfer moves leadership to the server)."""
         i = self.node.value
         with self._lock:
             sim = self.sim
@@ -206,10 +212,24 @@ class RaftPanel(widgets.VBox):
                 sim.start(leader, f"request {self._requests}")
             elif action == "timeout":
                 sim.force_timeout(i)
+            elif action == "transfer":
+                try:
+                    sim.transfer_leadership(i)
+                except (RuntimeError, ValueError) as refused:
+                    self.status.value = f"transfer refused: {refused}"
+                    return
+            elif action == "partition":
+                try:
+                    groups = [[int(member) for member in part.split(",")] for part in self.groups.value.split("|")]
+                    sim.partition(*groups)
+                except ValueError as refused:
+                    self.status.value = f"partition refused: {refused} (write groups as 0,1 | 2,3,4)"
+                    return
             else:
                 raise ValueError(f"action must be one of {', '.join(ACTIONS)}, got {action!r}")
             self._record()
-        self.status.value = f"{action} {'' if action in ('heal', 'request') else f'S{i}'}".strip()
+        target = {"heal": "", "request": "", "partition": self.groups.value}.get(action, f"S{i}")
+        self.status.value = f"{action} {target}".strip()
 
     def _network_changed(self, _change=None) -> None:
         with self._lock:

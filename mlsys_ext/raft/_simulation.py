@@ -222,6 +222,14 @@ class Simulation:
         from the leader appears as (index, Snapshot)."""
         return list(self._applied[self._check(i)])
 
+    def transfer_leadership(self, to: int) -> None:
+        """Ask the current leader to hand leadership to node ``to`` (caught up first, then TimeoutNow)."""
+        leader = self.leader()
+        if leader is None:
+            raise RuntimeError("no leader to transfer leadership from")
+        self._nodes[leader].transfer_leadership(self._check(to))
+        self._process(leader)
+
     def force_timeout(self, i: int) -> None:
         """Node i's election timer fires now (it campaigns, with a pre-vote if configured)."""
         node = self._nodes[self._check(i)]

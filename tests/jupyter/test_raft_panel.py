@@ -90,3 +90,22 @@ def test_studies_follow_their_theory_and_draw(comm):
     panel = RaftStudy(trials=2)
     panel.thread.join(60)
     assert bytes(panel.image.value[:4]) == b"\x89PNG" and "median time to elect" in panel.status.value
+
+
+def test_partition_groups_and_leadership_transfer(comm):
+    panel = RaftPanel(n=5, seed=4)
+    panel.advance(5.0)
+    leader = panel.sim.leader()
+    target = (leader + 1) % 5
+    panel.node.value = target
+    panel.buttons["transfer"].click()
+    panel.advance(2.0)
+    assert panel.sim.leader() == target
+    panel.groups.value = "0,1 | 2,3,4"
+    panel.buttons["partition"].click()
+    assert panel.frames[-1].groups == (0, 0, 1, 1, 1)
+    panel.advance(5.0)
+    assert panel.sim.leader() in (2, 3, 4) and panel.sim.status(panel.sim.leader()).term > 0
+    panel.groups.value = "0,1 | 2"
+    panel.buttons["partition"].click()
+    assert "partition refused" in panel.status.value
