@@ -1,12 +1,15 @@
-"""LLM-serving batching: workloads, the serving benchmarks' metrics, and training-side
-token budgets and packing (so far).
+"""LLM-serving batching: workloads, the serving benchmarks' metrics, the static, dynamic
+and continuous (chunked, paged) schedulers simulated under a roofline cost model, and
+training-side token budgets and packing.
 
-Schedulers, the cost model, the simulator and the real executor follow (issue [E]).
+The real executor and the fitted cost model follow (issue [E]).
 Pure core: no Jupyter imports.
 """
 from ._metrics import inter_token_latencies, meets_slo, request_metrics, summarize
 from ._packing import pack_sequences, packed_batch, padding_waste, token_budget_batches
+from ._simulate import ContinuousBatcher, CostModel, DynamicBatcher, SimulationResult, StaticBatcher, simulate
 from ._workload import Lengths, Workload
 
-__all__ = ["Lengths", "Workload", "inter_token_latencies", "meets_slo", "pack_sequences", "packed_batch",
-           "padding_waste", "request_metrics", "summarize", "token_budget_batches"]
+__all__ = ["ContinuousBatcher", "CostModel", "DynamicBatcher", "Lengths", "SimulationResult", "StaticBatcher",
+           "Workload", "inter_token_latencies", "meets_slo", "pack_sequences", "packed_batch", "padding_waste",
+           "request_metrics", "simulate", "summarize", "token_budget_batches"]
