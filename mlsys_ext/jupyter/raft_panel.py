@@ -241,7 +241,6 @@ class RaftPanel(widgets.VBox):
         frame = self.sim.frame()
         self.frames.append(frame)
         del self.frames[:-MAX_FRAMES]
-        self._showing_latest = True
         self.timeline.max = len(self.frames) - 1
         self.timeline.value = len(self.frames) - 1
         self._show(frame)

@@ -26,7 +26,7 @@ from ._config import RaftConfig
 from ._kv import KVOperations, KVStore, encode_command
 from ._node import RaftNode
 from ._storage import MemoryStorage
-from ._types import ENTRY_NORMAL, HardState, NotLeader, ProposalDropped, Snapshot
+from ._types import ENTRY_NORMAL, NotLeader, ProposalDropped, Snapshot
 
 RELIABLE_DELAY = (0.0005, 0.002)
 UNRELIABLE_DELAY = (0.0, 0.027)
@@ -321,6 +321,10 @@ class Simulation:
             if not 0.0 <= low <= high:
                 raise ValueError(f"delay must be (low, high) seconds with 0 <= low <= high, got {delay!r}")
             self._delay_range = (float(low), float(high))
+
+    def network(self) -> dict:
+        """The current fault settings: drop probability and delay range (seconds)."""
+        return {"drop": self._drop, "delay": self._delay_range}
 
     def in_flight(self) -> list:
         """Raft messages on the wire: (sent at, arrives at, message), oldest first."""

@@ -14,7 +14,6 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 
-import numpy as np
 import pandas as pd
 
 from ._metrics import request_metrics, summarize

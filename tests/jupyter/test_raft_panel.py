@@ -54,7 +54,7 @@ def test_knobs_restart_the_run_and_bad_combinations_are_reported(comm):
     panel.knobs["election"].value = (0.2, 0.3)  # a 0.5 s heartbeat cannot keep a 0.2 s timeout quiet
     assert "not applied" in panel.status.value and "heartbeat" in panel.status.value
     panel.drop.value = 0.2
-    assert panel.sim._drop == 0.2
+    assert panel.sim.network()["drop"] == 0.2
 
 
 def test_play_advances_on_a_background_thread(comm):

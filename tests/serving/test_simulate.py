@@ -1,5 +1,4 @@
 """The serving schedulers: exact timelines on tiny traces, conservation, and the effects the literature reports."""
-import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
