@@ -5,11 +5,12 @@ training-side token budgets and packing.
 The real executor and the fitted cost model follow (issue [E]).
 Pure core: no Jupyter imports.
 """
+from ._capacity import Capacity, capacity
 from ._metrics import inter_token_latencies, meets_slo, request_metrics, summarize
 from ._packing import pack_sequences, packed_batch, padding_waste, token_budget_batches
 from ._simulate import ContinuousBatcher, CostModel, DynamicBatcher, SimulationResult, StaticBatcher, simulate
 from ._workload import Lengths, Workload
 
-__all__ = ["ContinuousBatcher", "CostModel", "DynamicBatcher", "Lengths", "SimulationResult", "StaticBatcher",
-           "Workload", "inter_token_latencies", "meets_slo", "pack_sequences", "packed_batch", "padding_waste",
+__all__ = ["Capacity", "ContinuousBatcher", "CostModel", "DynamicBatcher", "Lengths", "SimulationResult", "StaticBatcher",
+           "Workload", "capacity", "inter_token_latencies", "meets_slo", "pack_sequences", "packed_batch", "padding_waste",
            "request_metrics", "simulate", "summarize", "token_budget_batches"]

@@ -157,6 +157,16 @@ class Workload:
         return cls(arrival - arrival[0] if arrival.size else arrival,
                    frame.num_prefill_tokens.to_numpy(), frame.num_decode_tokens.to_numpy())
 
+    def at_rate(self, rate: float) -> "Workload":
+        """The same requests with arrival times stretched or squeezed to a mean of ``rate``
+        per second: the gaps keep their shape (and burstiness), the lengths are unchanged."""
+        if isinstance(rate, bool) or not isinstance(rate, Real) or not (math.isfinite(rate) and rate > 0):
+            raise ValueError(f"rate must be a positive number of requests per second, got {rate!r}")
+        current = self.describe()["rate"]
+        if not math.isfinite(current):
+            raise ValueError("a workload needs two requests at different times to have a rate")
+        return Workload(self.arrival * (current / rate), self.prompt, self.output)
+
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame({"arrival": self.arrival, "prompt": self.prompt, "output": self.output})
 

@@ -105,8 +105,8 @@ def test_bad_settings_are_refused():
         StaticBatcher(0)
     with pytest.raises(ValueError, match="max_wait must be >= 0"):
         DynamicBatcher(4, -1.0)
-    with pytest.raises(ValueError, match="preempt must be 'recompute'"):
-        ContinuousBatcher(preempt="swap")
+    with pytest.raises(ValueError, match="preempt must be 'recompute' or 'swap'"):
+        ContinuousBatcher(preempt="evict")
     with pytest.raises(ValueError, match="needs 1124 KV tokens, more than kv_tokens=1000"):
         simulate(Workload([0.0], [100], [200]), ContinuousBatcher(kv_tokens=1000, block=None))
     with pytest.raises(ValueError, match="asks for 200 tokens, more than max_output=64"):
