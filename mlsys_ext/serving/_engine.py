@@ -26,14 +26,15 @@ S_FIELDS = 6
 STATIC, MAX_SEQS, MAX_TOKENS, CHUNK, KV_BUDGET, BLOCK, MAX_OUTPUT, SWAP = range(8)
 P_FIELDS = 8
 # plan results: int64 array
-P_ENTRIES, P_DECODE_SEQS, P_PREFILL_TOKENS, P_KV_READ, P_SWAP_TOKENS, P_EVENTS = range(6)
+P_ENTRIES, P_DECODE_SEQS, P_PREFILL_TOKENS, P_KV_READ, P_SWAP_TOKENS, P_EVENTS, P_PAIRS = range(7)
+P_SIZE = 7
 # events: (request, kind)
 PREEMPTED, SWAPPED_IN = 0, 1
 # cost: float64 array
-C_OVERHEAD, C_PER_TOKEN, C_WEIGHTS, C_PER_KV_TOKEN, C_PER_SWAP_TOKEN = range(5)
+C_OVERHEAD, C_PER_TOKEN, C_PER_PAIR, C_WEIGHTS, C_PER_KV_TOKEN, C_PER_SWAP_TOKEN = range(6)
 # timeline columns (float64)
-TIMELINE_COLUMNS = ("start", "end", "prefill_tokens", "decode_seqs", "kv_read", "kv_tokens", "preempted",
-                    "swap_tokens")
+TIMELINE_COLUMNS = ("start", "end", "prefill_tokens", "decode_seqs", "attention_pairs", "kv_read", "kv_tokens",
+                    "preempted", "swap_tokens")
 
 
 @njit(cache=True)
@@ -114,11 +115,15 @@ def _decoding(req, r):
 
 
 @njit(cache=True)
-def _add(entries, result, r, take, kv_read):
+def _add(entries, result, r, take, stored):
+    """Request r runs ``take`` tokens (0 or -1: one decode) after ``stored`` tokens of KV:
+    it reads them all, and each new token attends to every earlier one and itself."""
     entries[result[P_ENTRIES], 0] = r
     entries[result[P_ENTRIES], 1] = take
     result[P_ENTRIES] += 1
-    result[P_KV_READ] += kv_read
+    new = max(take, 1)
+    result[P_KV_READ] += stored + new
+    result[P_PAIRS] += new * stored + new * (new + 1) // 2
     if take > 0:
         result[P_PREFILL_TOKENS] += take
     else:
@@ -146,7 +151,7 @@ def _plan_static(req, times, queue, running, scal, params, wait, now, entries, r
     if scal[N_RUN] > 0:  # the batch decodes in lockstep; finished members are computed as padding
         for i in range(scal[N_RUN]):
             r = running[i]
-            _add(entries, result, r, 0 if req[r, GENERATED] < req[r, OUTPUT] else -1, req[r, IN_KV] + 1)
+            _add(entries, result, r, 0 if req[r, GENERATED] < req[r, OUTPUT] else -1, req[r, IN_KV])
         return now
     ready = scal[Q_LEN] >= params[MAX_SEQS] or (
         scal[Q_LEN] > 0 and now >= times[queue[scal[Q_HEAD]], ARRIVAL] + wait)
@@ -161,7 +166,7 @@ def _plan_static(req, times, queue, running, scal, params, wait, now, entries, r
         _hold(req, r, 0, params, scal)
         running[scal[N_RUN]] = r
         scal[N_RUN] += 1
-        _add(entries, result, r, req[r, PROMPT], req[r, PROMPT])  # one iteration prefills every prompt
+        _add(entries, result, r, req[r, PROMPT], 0)  # one iteration prefills every prompt
     return now
 
 
@@ -187,7 +192,7 @@ def _plan_continuous(req, queue, running, scal, params, now, entries, events, re
                     _preempt_newest(req, running, queue, scal, params, events, result)
                 if scal[N_RUN] > i:
                     _hold(req, r, req[r, IN_KV] + 1, params, scal)
-                    _add(entries, result, r, 0, req[r, IN_KV] + 1)
+                    _add(entries, result, r, 0, req[r, IN_KV])
             i += 1
         tokens_left = params[MAX_TOKENS] - result[P_DECODE_SEQS]
         for i in range(scal[N_RUN]):  # admitted earlier, still prefilling in chunks
@@ -196,7 +201,7 @@ def _plan_continuous(req, queue, running, scal, params, now, entries, events, re
                 take = _prefill_take(req, r, tokens_left, params)
                 if _fits(req, r, req[r, IN_KV] + take, params, scal):
                     _hold(req, r, req[r, IN_KV] + take, params, scal)
-                    _add(entries, result, r, take, req[r, IN_KV] + take)
+                    _add(entries, result, r, take, req[r, IN_KV])
                     tokens_left -= take
         while scal[Q_LEN] > 0 and scal[N_RUN] < params[MAX_SEQS] and tokens_left > 0:
             r = queue[scal[Q_HEAD]]
@@ -215,13 +220,13 @@ def _plan_continuous(req, queue, running, scal, params, now, entries, events, re
                 scal[N_RUN] += 1
                 if _decoding(req, r):
                     _hold(req, r, req[r, IN_KV] + 1, params, scal)
-                    _add(entries, result, r, 0, req[r, IN_KV] + 1)
+                    _add(entries, result, r, 0, req[r, IN_KV])
                     tokens_left -= 1
                 else:
                     take = _prefill_take(req, r, tokens_left, params)
                     if _fits(req, r, req[r, IN_KV] + take, params, scal):
                         _hold(req, r, req[r, IN_KV] + take, params, scal)
-                        _add(entries, result, r, take, req[r, IN_KV] + take)
+                        _add(entries, result, r, take, req[r, IN_KV])
                         tokens_left -= take
                 continue
             take = _prefill_take(req, r, tokens_left, params)
@@ -237,7 +242,7 @@ def _plan_continuous(req, queue, running, scal, params, now, entries, events, re
             running[scal[N_RUN]] = r
             scal[N_RUN] += 1
             _hold(req, r, take, params, scal)
-            _add(entries, result, r, take, take)
+            _add(entries, result, r, take, 0)
             tokens_left -= take
         if result[P_ENTRIES] > 0 or result[P_SWAP_TOKENS] > 0:
             return now
@@ -290,8 +295,8 @@ def advance(req, times, running, scal, params, end, entries, result):
 
 
 @njit(cache=True)
-def iteration_seconds(cost, prefill_tokens, decode_seqs, kv_read, swap_tokens):
-    compute = cost[C_PER_TOKEN] * (prefill_tokens + decode_seqs)
+def iteration_seconds(cost, prefill_tokens, decode_seqs, attention_pairs, kv_read, swap_tokens):
+    compute = cost[C_PER_TOKEN] * (prefill_tokens + decode_seqs) + cost[C_PER_PAIR] * attention_pairs
     memory = cost[C_WEIGHTS] + cost[C_PER_KV_TOKEN] * kv_read
     return cost[C_OVERHEAD] + max(compute, memory) + cost[C_PER_SWAP_TOKEN] * swap_tokens
 
@@ -303,7 +308,7 @@ def run(arrival, prompt, output, params, wait, cost):
     n = arrival.size
     entries = np.zeros((params[MAX_SEQS], 2), np.int64)
     events = np.zeros((max(n, 1), 2), np.int64)
-    result = np.zeros(6, np.int64)
+    result = np.zeros(P_SIZE, np.int64)
     timeline = np.empty((max(1024, 4 * n), len(TIMELINE_COLUMNS)))
     rows = 0
     now = 0.0
@@ -312,8 +317,8 @@ def run(arrival, prompt, output, params, wait, cost):
         if result[P_ENTRIES] == 0 and result[P_SWAP_TOKENS] == 0:
             now = max(now, wake)
             continue
-        step = iteration_seconds(cost, result[P_PREFILL_TOKENS], result[P_DECODE_SEQS], result[P_KV_READ],
-                                 result[P_SWAP_TOKENS])
+        step = iteration_seconds(cost, result[P_PREFILL_TOKENS], result[P_DECODE_SEQS], result[P_PAIRS],
+                                 result[P_KV_READ], result[P_SWAP_TOKENS])
         if rows == timeline.shape[0]:
             grown = np.empty((2 * rows, timeline.shape[1]))
             grown[:rows] = timeline
@@ -324,7 +329,8 @@ def run(arrival, prompt, output, params, wait, cost):
                 preempted += 1
         row = timeline[rows]
         row[0], row[1], row[2], row[3] = now, now + step, result[P_PREFILL_TOKENS], result[P_DECODE_SEQS]
-        row[4], row[5], row[6], row[7] = result[P_KV_READ], scal[USED], preempted, result[P_SWAP_TOKENS]
+        row[4], row[5], row[6] = result[P_PAIRS], result[P_KV_READ], scal[USED]
+        row[7], row[8] = preempted, result[P_SWAP_TOKENS]
         rows += 1
         now += step
         advance(req, times, running, scal, params, now, entries, result)

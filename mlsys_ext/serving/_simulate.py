@@ -30,51 +30,67 @@ _NO_LIMIT = 1 << 60  # a KV budget of None
 @dataclass(frozen=True)
 class CostModel:
     """Seconds for one iteration: a fixed overhead plus a roofline, the larger of the
-    compute time (tokens processed) and the memory time (weights and KV read), plus the
-    time to move swapped KV between device and host."""
+    compute time (tokens through the weights, and attention: each new token against
+    every earlier token of its sequence) and the memory time (weights and KV read),
+    plus the time to move swapped KV between device and host."""
 
     overhead: float = 0.002
     per_token: float = 5e-5  # compute seconds per prefill token or decoded sequence
+    per_pair: float = 2e-9  # compute seconds per (new token, earlier token) attention pair
     weights: float = 0.006  # seconds to read the weights once
     per_kv_token: float = 2e-7  # seconds to read one token's keys and values
     per_swap_token: float = 1e-6  # seconds to move one token's keys and values to or from the host
 
     def __post_init__(self):
-        for name in ("overhead", "per_token", "weights", "per_kv_token", "per_swap_token"):
+        for name in _COST_FIELDS:
             value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+            if isinstance(value, bool) or not (isinstance(value, (int, float)) and math.isfinite(value)
+                                               and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0 seconds, got {value!r}")
 
-    def iteration(self, prefill_tokens: int, decode_seqs: int, kv_tokens: int, swap_tokens: int = 0) -> float:
-        return float(engine.iteration_seconds(self._array(), prefill_tokens, decode_seqs, kv_tokens, swap_tokens))
+    def iteration(self, prefill_tokens: int, decode_seqs: int, attention_pairs: int, kv_read: int,
+                  swap_tokens: int = 0) -> float:
+        """Seconds for one iteration with these totals (the columns of a timeline)."""
+        return float(engine.iteration_seconds(self._array(), prefill_tokens, decode_seqs, attention_pairs, kv_read,
+                                              swap_tokens))
 
     def _array(self) -> np.ndarray:
-        return np.array([self.overhead, self.per_token, self.weights, self.per_kv_token, self.per_swap_token])
+        return np.array([getattr(self, name) for name in _COST_FIELDS])
 
     @classmethod
     def fit(cls, timeline: pd.DataFrame) -> "CostModel":
         """The parameters that best explain measured iteration times (a ``timeline`` from
-        ``serve``): least squares on relative error, so short decode steps count as much
-        as long prefills. ``per_swap_token`` is fitted only when the timeline swapped."""
-        missing = {"start", "end", "prefill_tokens", "decode_seqs", "kv_read"} - set(timeline.columns)
+        ``serve``), by least squares on the seconds, so the fitted iterations add up to the
+        measured time. ``per_swap_token`` is fitted only when the timeline swapped."""
+        needed = {"start", "end", "prefill_tokens", "decode_seqs", "attention_pairs", "kv_read", "swap_tokens"}
+        missing = needed - set(timeline.columns)
         if missing:
             raise ValueError(f"timeline lacks column(s) {', '.join(sorted(missing))}")
-        if len(timeline) < 5:
-            raise ValueError(f"fitting needs at least 5 iterations, got {len(timeline)}")
+        if len(timeline) < len(_COST_FIELDS):
+            raise ValueError(f"fitting needs at least {len(_COST_FIELDS)} iterations, got {len(timeline)}")
         seconds = (timeline.end - timeline.start).to_numpy()
-        tokens = (timeline.prefill_tokens + timeline.decode_seqs).to_numpy(dtype=np.float64)
-        kv = timeline.kv_read.to_numpy(dtype=np.float64)
-        swap = timeline.get("swap_tokens", pd.Series(0, index=timeline.index)).to_numpy(dtype=np.float64)
+        columns = [timeline[name].to_numpy(dtype=np.float64) for name in
+                   ("prefill_tokens", "decode_seqs", "attention_pairs", "kv_read", "swap_tokens")]
+        tokens, pairs, kv, swap = columns[0] + columns[1], columns[2], columns[3], columns[4]
+        # fitted in units of the typical iteration, so every parameter is of order one
+        scale = float(np.median(seconds))
+        units = np.array([1.0, max(tokens.mean(), 1.0), max(pairs.mean(), 1.0), 1.0, max(kv.mean(), 1.0),
+                          max(swap.mean(), 1.0)])
 
         def residuals(p):
-            predicted = p[0] + np.maximum(p[1] * tokens, p[2] + p[3] * kv) + p[4] * swap
-            return (predicted - seconds) / seconds
+            p = p / units
+            compute = p[1] * tokens + p[2] * pairs
+            memory = p[3] + p[4] * kv
+            return p[0] + np.maximum(compute, memory) + p[5] * swap - seconds / scale
 
-        typical = float(np.median(seconds))
-        start = [typical / 2, typical / max(tokens.mean(), 1.0), typical / 4, typical / max(kv.mean(), 1.0), 0.0]
-        best = least_squares(residuals, start, bounds=(0.0, np.inf), x_scale="jac")
-        p = best.x
-        return cls(*(float(v) for v in p[:4]), float(p[4]) if swap.any() else cls.per_swap_token)
+        best = least_squares(residuals, np.full(6, 0.25), bounds=(0.0, np.inf))
+        fitted = best.x / units * scale
+        if not swap.any():
+            fitted[5] = cls.per_swap_token
+        return cls(*(float(value) for value in fitted))
+
+
+_COST_FIELDS = ("overhead", "per_token", "per_pair", "weights", "per_kv_token", "per_swap_token")
 
 
 class _Scheduler:
@@ -185,12 +201,15 @@ class ContinuousBatcher(_Scheduler):
 class SimulationResult:
     """``requests``: one row per request (id, arrival, first_token, finish, prompt, output,
     ttft, tpot, e2e, preemptions); ``timeline``: one row per iteration (start, end,
-    prefill_tokens, decode_seqs, kv_read: tokens of KV the iteration reads, kv_tokens:
+    prefill_tokens, decode_seqs, attention_pairs: (new token, earlier token) pairs its
+    attention scores, kv_read: tokens of KV the iteration reads, kv_tokens:
     KV tokens held, blocks and reservations included, preempted: requests preempted while
-    planning it, swap_tokens: KV tokens moved to or from the host)."""
+    planning it, swap_tokens: KV tokens moved to or from the host); ``outputs`` (from
+    ``serve`` only): each request's generated token ids."""
 
     requests: pd.DataFrame
     timeline: pd.DataFrame = field(repr=False)
+    outputs: list | None = field(default=None, repr=False)
 
     def summary(self, slo: dict | None = None) -> pd.Series:
         return summarize(self.requests, slo)

@@ -7,7 +7,8 @@ from hypothesis import strategies as st
 from mlsys_ext.serving import (Capacity, ContinuousBatcher, CostModel, DynamicBatcher, Lengths, StaticBatcher,
                                Workload, capacity, simulate)
 
-ONE_SECOND = CostModel(overhead=1.0, per_token=0.0, weights=0.0, per_kv_token=0.0, per_swap_token=0.0)
+ONE_SECOND = CostModel(overhead=1.0, per_token=0.0, per_pair=0.0, weights=0.0, per_kv_token=0.0,
+                       per_swap_token=0.0)
 
 
 def pressured(seed=4, n=200):
@@ -54,16 +55,18 @@ def test_swap_conserves_requests_tokens_and_memory(seed, n, block, chunk):
 
 
 def test_the_fit_recovers_a_cost_model_from_its_own_timeline():
-    truth = CostModel(overhead=0.003, per_token=4e-5, weights=0.008, per_kv_token=3e-7, per_swap_token=0.0)
+    truth = CostModel(overhead=0.003, per_token=4e-5, per_pair=5e-9, weights=0.008, per_kv_token=3e-7,
+                      per_swap_token=0.0)
     workload = Workload.poisson(40.0, 400, Lengths.uniform(16, 1024), Lengths.exponential(64.0, high=512), seed=5)
     timeline = simulate(workload, ContinuousBatcher(32, 2048), truth).timeline
     fitted = CostModel.fit(timeline)
     seconds = (timeline.end - timeline.start).to_numpy()
-    predicted = np.array([fitted.iteration(p, d, k) for p, d, k in
-                          zip(timeline.prefill_tokens, timeline.decode_seqs, timeline.kv_read)])
+    predicted = np.array([fitted.iteration(p, d, a, k) for p, d, a, k in
+                          zip(timeline.prefill_tokens, timeline.decode_seqs, timeline.attention_pairs,
+                              timeline.kv_read)])
     assert np.abs(predicted / seconds - 1).max() < 0.01
     assert fitted.per_token == pytest.approx(truth.per_token, rel=0.05)
-    with pytest.raises(ValueError, match="at least 5 iterations"):
+    with pytest.raises(ValueError, match="at least 6 iterations"):
         CostModel.fit(timeline.head(3))
     with pytest.raises(ValueError, match="lacks column"):
         CostModel.fit(timeline.drop(columns="kv_read"))
@@ -125,7 +128,7 @@ def test_a_small_token_budget_lowers_inter_token_latency_and_raises_ttft():
     small = simulate(workload, ContinuousBatcher(64, 256, chunk=256))
     large = simulate(workload, ContinuousBatcher(64, 4096, chunk=4096))
     assert np.percentile(small.inter_token_latencies(), 99) < 0.5 * np.percentile(large.inter_token_latencies(), 99)
-    assert small.summary().ttft_p50 > 1.2 * large.summary().ttft_p50
+    assert small.summary().ttft_p50 > 1.1 * large.summary().ttft_p50
 
 
 def test_chunked_prefill_removes_decode_stalls_behind_long_prompts():

@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 from mlsys_ext.serving import (ContinuousBatcher, CostModel, DynamicBatcher, Lengths, StaticBatcher, Workload,
                                simulate)
 
-ONE_SECOND = CostModel(overhead=1.0, per_token=0.0, weights=0.0, per_kv_token=0.0)  # every iteration: 1 s
+ONE_SECOND = CostModel(overhead=1.0, per_token=0.0, per_pair=0.0, weights=0.0, per_kv_token=0.0)  # 1 s each
 
 
 def tiny():
