@@ -206,11 +206,14 @@ def _plan_continuous(req, queue, running, scal, params, now, entries, events, re
         while scal[Q_LEN] > 0 and scal[N_RUN] < params[MAX_SEQS] and tokens_left > 0:
             r = queue[scal[Q_HEAD]]
             if req[r, SWAPPED]:
-                # swapped out: its KV comes back whole, then it continues where it stopped
-                if not _fits(req, r, req[r, IN_KV] + 1, params, scal):
+                # swapped out: its KV comes back whole, with room for its next step, then it
+                # continues where it stopped
+                decoding = _decoding(req, r)
+                need = req[r, IN_KV] + 1 if decoding else req[r, TO_PREFILL]
+                if not _fits(req, r, need, params, scal):
                     break
                 _pop_front(queue, scal)
-                _hold(req, r, req[r, IN_KV], params, scal)
+                _hold(req, r, need, params, scal)
                 req[r, SWAPPED] = 0
                 result[P_SWAP_TOKENS] += req[r, IN_KV]
                 events[result[P_EVENTS], 0] = r
@@ -218,16 +221,9 @@ def _plan_continuous(req, queue, running, scal, params, now, entries, events, re
                 result[P_EVENTS] += 1
                 running[scal[N_RUN]] = r
                 scal[N_RUN] += 1
-                if _decoding(req, r):
-                    _hold(req, r, req[r, IN_KV] + 1, params, scal)
-                    _add(entries, result, r, 0, req[r, IN_KV])
-                    tokens_left -= 1
-                else:
-                    take = _prefill_take(req, r, tokens_left, params)
-                    if _fits(req, r, req[r, IN_KV] + take, params, scal):
-                        _hold(req, r, req[r, IN_KV] + take, params, scal)
-                        _add(entries, result, r, take, req[r, IN_KV])
-                        tokens_left -= take
+                take = 0 if decoding else _prefill_take(req, r, tokens_left, params)
+                _add(entries, result, r, take, req[r, IN_KV])
+                tokens_left -= max(take, 1)
                 continue
             take = _prefill_take(req, r, tokens_left, params)
             if params[CHUNK] == 0 and take < req[r, TO_PREFILL]:
@@ -236,12 +232,14 @@ def _plan_continuous(req, queue, running, scal, params, now, entries, events, re
                 if result[P_ENTRIES] > 0:
                     break
                 take = req[r, TO_PREFILL]
-            if not _fits(req, r, take, params, scal):
+            # admitted with blocks for its whole prompt (as vLLM allocates): half-prefilled
+            # requests never wait for memory, so chunks cannot deadlock each other
+            if not _fits(req, r, req[r, TO_PREFILL], params, scal):
                 break
             _pop_front(queue, scal)
             running[scal[N_RUN]] = r
             scal[N_RUN] += 1
-            _hold(req, r, take, params, scal)
+            _hold(req, r, req[r, TO_PREFILL], params, scal)
             _add(entries, result, r, take, 0)
             tokens_left -= take
         if result[P_ENTRIES] > 0 or result[P_SWAP_TOKENS] > 0:
