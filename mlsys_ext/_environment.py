@@ -6,7 +6,7 @@ import os
 
 from ._version import __version__
 
-MAGICS = ("%mlsys", "%cluster", "%%cluster run", "%bloom", "%cms", "%lsh", "%kmeans", "%hogwild", "%attention", "%raft")
+MAGICS = ("%mlsys", "%cluster", "%%cluster run", "%bloom", "%cms", "%lsh", "%kmeans", "%hogwild", "%attention", "%raft", "%batching")
 
 
 def _numba_threading() -> str:

@@ -1,5 +1,6 @@
 """The Jupyter wing: magics and panels over the pure cores. Only this package imports IPython."""
 from .attention_panel import AttentionPanel
+from .batching_panel import BatchingPanel
 from .bloom_panel import BloomPanel
 from .cluster_panel import ClusterPanel
 from .cms_panel import CountMinPanel
@@ -9,7 +10,7 @@ from .lsh_panel import LSHPanel, SimHashPanel
 from .magics import MlsysMagics
 from .raft_panel import RaftPanel
 
-__all__ = ["AttentionPanel", "BloomPanel", "ClusterPanel", "CountMinPanel", "HogwildPanel", "KMeansPanel", "LSHPanel", "MlsysMagics", "RaftPanel", "SimHashPanel", "load_ipython_extension", "unload_ipython_extension"]
+__all__ = ["AttentionPanel", "BatchingPanel", "BloomPanel", "ClusterPanel", "CountMinPanel", "HogwildPanel", "KMeansPanel", "LSHPanel", "MlsysMagics", "RaftPanel", "SimHashPanel", "load_ipython_extension", "unload_ipython_extension"]
 
 
 def load_ipython_extension(ipython) -> None:

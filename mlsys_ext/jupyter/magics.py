@@ -168,6 +168,21 @@ class MlsysMagics(Magics):
             a.seq_len, a.heads, a.head_dim, a.backend, a.causal, a.threads))
 
     @magic_arguments()
+    @argument("--policy", default="continuous", help="static, dynamic, continuous or chunked")
+    @argument("--rate", type=float, default=8.0, help="arrival rate, requests per second")
+    @argument("--requests", type=int, default=1000, help="requests simulated per slider move (50 to 20,000)")
+    @argument("--lengths", default=None, help="chat, long-prompt, zipf, or trace (with --trace)")
+    @argument("--trace", default=None, help="a CSV of arrived_at,num_prefill_tokens,num_decode_tokens")
+    @line_magic
+    def batching(self, line: str = ""):
+        """Open the batching panel: serving schedulers simulated, the hockey stick beside the
+        saturation rate, batches and KV memory per iteration, and a run on a real tiny model."""
+        from .batching_panel import BatchingPanel
+
+        self._open_panel(MlsysMagics.batching, line, lambda a: BatchingPanel(
+            a.policy, a.rate, a.requests, a.trace, a.lengths))
+
+    @magic_arguments()
     @argument("command", nargs="?", default="panel", help=f"one of: {', '.join(RAFT_COMMANDS)}")
     @argument("words", nargs="*", help="start: servers; kill/restart: id or leader; partition: 0 | 1,2; "
                                         "put: key value; get: key")

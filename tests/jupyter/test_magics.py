@@ -162,6 +162,7 @@ def test_parsers():
     ("attention -L 64 --heads 1 --head-dim 16 --causal", "attention --backend cupy", "cannot run here"),
     ("raft -n 3 --seed 1", "raft -n 12", "n must be from 1 to 9"),
     ("raft study --trials 2", "raft studies", "unknown command"),
+    ("batching --policy static --rate 4 --requests 200", "batching --policy fifo", "policy must be one of"),
 ])
 def test_panel_magics_open_a_panel_and_refuse_bad_values_with_the_usage(ip, line, bad, message):
     setup_test_comm()
