@@ -117,18 +117,24 @@ def make_workload(lengths, rate, cv, requests, trace, seed) -> Workload:
 
 
 def draw_batching(m: BatchingMeasurement, figure=None) -> tuple[bytes, str, object]:
-    fig, (stick, batches, memory) = panel_axes(figure, 3, 11.0, 2.8, left=0.05, right=0.99, bottom=0.18,
-                                               top=0.9, wspace=0.28)
+    fig, axes = panel_axes(figure, 3, 11.0, 2.8, left=0.05, right=0.98, bottom=0.12, top=0.97, wspace=0.3)
+    stick, batches, memory = axes[:3]
+    rates = axes[3] if len(axes) > 3 else stick.twinx()  # requests/s on the right of the hockey stick
+    rates.tick_params(labelsize=7)
+    rates.locator_params(nbins=4)
     sweep = m.sweep
+    rates.plot(sweep.rate, sweep.throughput, "-", color="0.55", lw=1, label="throughput")
+    rates.plot(sweep.rate, sweep.goodput, ":", color="tab:green", lw=1.5, label="goodput")
     stick.plot(sweep.rate, sweep.e2e_p50, "o-", ms=3, label="e2e p50")
     stick.plot(sweep.rate, sweep.e2e_p99, "s-", ms=3, label="e2e p99")
-    stick.axvline(m.saturation, color="0.4", ls="--", lw=1, label="saturation (cost model)")
+    stick.axvline(m.saturation, color="0.4", ls="--", lw=1)
     current = m.result.summary()
-    stick.plot([m.workload.describe()["rate"]], [current.e2e_p50], "k*", ms=9, label="this setting (p50)")
+    stick.plot([m.workload.describe()["rate"]], [current.e2e_p50], "k*", ms=9)
     if m.real is not None:
-        stick.plot([m.real["rate"]], [m.real["real"].e2e_p50], "rD", ms=5, label="real model (small run)")
-        stick.plot([m.real["rate"]], [m.real["simulated"].e2e_p50], "bx", ms=7, label="fitted simulator")
-    stick.legend(fontsize=6, frameon=False, loc="upper left")
+        stick.plot([m.real["rate"]], [m.real["real"].e2e_p50], "rD", ms=5)
+        stick.plot([m.real["rate"]], [m.real["simulated"].e2e_p50], "bx", ms=7)
+    handles = stick.get_legend_handles_labels()[0] + rates.get_legend_handles_labels()[0]
+    stick.legend(handles=handles, fontsize=6, frameon=False, loc="upper left")
     timeline = m.result.timeline
     start = max(0, len(timeline) // 2 - TIMELINE_WINDOW // 2)
     window = timeline.iloc[start:start + TIMELINE_WINDOW]
@@ -162,7 +168,9 @@ def summary_html(m: BatchingMeasurement, current: pd.Series) -> str:
             f"saturation by the cost model {m.saturation:.2f} req/s</p>"
             f"<table><tr><th>seconds</th><th>p50</th><th>p90</th><th>p99</th></tr>{rows}</table>"
             "<p><i>Left</i>: end-to-end latency (s) against arrival rate (req/s), simulated over rates around "
-            "the one where the cost model says the server saturates (dashed), and this setting (the star). "
+            "the one where the cost model says the server saturates (dashed), and this setting (the star); "
+            "on the right axis, throughput (grey) and goodput (dotted) in req/s over the same rates. After a "
+            "real run, its p50 (red diamond) and the fitted simulator's (blue cross). "
             "<i>Middle</i>: what "
             "ran in each iteration of a window mid-run: decoding sequences (green), those plus prefill tokens "
             "(orange), the token budget (dashed). <i>Right</i>: KV tokens held against time (s), the budget "

@@ -65,8 +65,10 @@ def summarize(requests: pd.DataFrame, slo: dict | None = None) -> pd.Series:
         summary["goodput"] = float(met.sum()) * rate
         summary["slo_attainment"] = float(met.mean())
     for metric in SLO_METRICS:
-        values = requests[metric].dropna().to_numpy()
+        values = requests[metric].to_numpy()
+        values = values[~np.isnan(values)]
         summary[f"{metric}_mean"] = float(values.mean()) if values.size else float("nan")
-        for q in PERCENTILES:
-            summary[f"{metric}_p{q}"] = float(np.percentile(values, q)) if values.size else float("nan")
+        quantiles = np.percentile(values, PERCENTILES) if values.size else [float("nan")] * len(PERCENTILES)
+        for q, value in zip(PERCENTILES, quantiles):
+            summary[f"{metric}_p{q}"] = float(value)
     return pd.Series(summary)
