@@ -15,10 +15,33 @@ __all__ = ["AttentionPanel", "BatchingPanel", "BloomPanel", "ClusterPanel", "Cou
 
 def load_ipython_extension(ipython) -> None:
     ipython.register_magics(MlsysMagics)
+    magics = ipython.magics_manager.registry["MlsysMagics"]
+    if getattr(ipython, "kernel", None) is not None and magics.sidebar is None:
+        _serve_sidebar(magics)
+
+
+def _serve_sidebar(magics) -> None:
+    """Register the sidebar's comm target, and open a comm to a sidebar already watching this kernel."""
+    import comm
+
+    from .magics import PANELS
+    from .sidebar import TARGET, Sidebar
+
+    magics.sidebar = Sidebar(magics, list(PANELS))
+    comm.get_comm_manager().register_target(TARGET, magics.sidebar.attach)
+    magics.sidebar.attach(comm.create_comm(target_name=TARGET, data={"protocol": 1}))
 
 
 def unload_ipython_extension(ipython) -> None:
     magics = ipython.magics_manager.registry.get("MlsysMagics")
+    if magics is not None and magics.sidebar is not None:
+        import comm
+
+        from .sidebar import TARGET
+
+        comm.get_comm_manager().unregister_target(TARGET, magics.sidebar.attach)
+        magics.sidebar.close()
+        magics.sidebar = None
     if magics is not None and magics.raft_cluster is not None:
         magics.raft_cluster.stop()
         magics.raft_cluster = None

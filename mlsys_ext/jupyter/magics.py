@@ -29,6 +29,19 @@ RAFT_USAGE = (
     "usage: %raft [-n 5] [--seed 0] (the simulated panel) | %raft study [--trials 20] | "
     "%raft start [N] | status | kill|restart ID|leader | partition 0 | 1,2 | heal | put KEY VALUE | get KEY | stop"
 )
+# every lab panel, for the sidebar's buttons: a new panel magic joins here
+PANELS = (
+    {"label": "Cluster", "magic": "%cluster"},
+    {"label": "Bloom filter", "magic": "%bloom"},
+    {"label": "Count-Min", "magic": "%cms"},
+    {"label": "MinHash LSH", "magic": "%lsh"},
+    {"label": "SimHash LSH", "magic": "%lsh --simhash"},
+    {"label": "k-means", "magic": "%kmeans"},
+    {"label": "Hogwild SGD", "magic": "%hogwild"},
+    {"label": "Attention", "magic": "%attention"},
+    {"label": "Raft", "magic": "%raft"},
+    {"label": "Batching", "magic": "%batching"},
+)
 _DELAY = re.compile(r"^\s*([0-9.]+)\s*(?:-\s*([0-9.]+))?\s*(ms|s)?\s*$")
 
 
@@ -64,6 +77,7 @@ class MlsysMagics(Magics):
         super().__init__(shell)
         self.current: Cluster | None = None
         self.raft_cluster = None  # the live RaftCluster started by %raft start
+        self.sidebar = None  # the kernel side of the JupyterLab sidebar, when in a kernel
 
     @line_magic
     def mlsys(self, line: str = ""):
