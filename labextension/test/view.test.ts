@@ -11,6 +11,15 @@ function drawn(model: SidebarModel) {
   return { root, handlers };
 }
 
+/** A connected model holding the fixture state, drawn; what it sends is kept. */
+function live() {
+  const model = new SidebarModel();
+  const sent: Record<string, unknown>[] = [];
+  model.connect({ send: data => sent.push(data) });
+  model.receive({ type: 'state', protocol: PROTOCOL, state: state() });
+  return { model, sent, root: drawn(model).root };
+}
+
 function click(root: HTMLElement, selector: string): void {
   (root.querySelector(selector) as HTMLButtonElement).click();
 }
@@ -26,11 +35,7 @@ describe('render', () => {
   });
 
   it('shows each actor with its state, and sends the action of the button clicked', () => {
-    const model = new SidebarModel();
-    const sent: Record<string, unknown>[] = [];
-    model.connect({ send: data => sent.push(data) });
-    model.receive({ type: 'state', protocol: PROTOCOL, state: state() });
-    const { root } = drawn(model);
+    const { sent, root } = live();
     const rows = root.querySelectorAll('tr.jp-mlsys-actor');
     expect(rows).toHaveLength(2);
     expect(rows[0].textContent).toContain('101');
@@ -46,11 +51,7 @@ describe('render', () => {
   });
 
   it('partitions by the groups typed, and refuses one group', () => {
-    const model = new SidebarModel();
-    const sent: Record<string, unknown>[] = [];
-    model.connect({ send: data => sent.push(data) });
-    model.receive({ type: 'state', protocol: PROTOCOL, state: state() });
-    const { root } = drawn(model);
+    const { model, sent, root } = live();
     const input = root.querySelector('input.jp-mlsys-groups') as HTMLInputElement;
     input.value = 'a';
     click(root, 'button[data-action="partition"]');
