@@ -6,7 +6,8 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: lab test
 
-$(STAMP): pyproject.toml
+# the install also builds the JupyterLab sidebar (npm), so its sources count too
+$(STAMP): pyproject.toml labextension/package.json $(wildcard labextension/src/*.ts labextension/style/*)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test,ray]'

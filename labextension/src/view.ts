@@ -116,11 +116,15 @@ function renderCluster(model: SidebarModel, cluster: ICluster): HTMLElement {
   node.appendChild(header);
   const table = element('table', 'jp-mlsys-actors');
   const head = element('tr', '');
-  for (const name of ['actor', 'pid', 'state', 'restarts', 'queue', 'msg/s', '']) {
-    head.appendChild(element('th', '', name));
+  for (const [name, title] of [['actor', ''], ['pid', ''], ['state', ''], ['↻', 'restarts'], ['queue', 'messages waiting'],
+    ['msg/s', 'messages received per second']]) {
+    const cell = element('th', '', name);
+    cell.title = title;
+    head.appendChild(cell);
   }
   table.appendChild(head);
   for (const actor of cluster.actors) {
+    // two rows per actor, so the table fits a narrow sidebar: its figures, then its buttons
     const row = element('tr', `jp-mlsys-actor jp-mlsys-state-${actor.state}`);
     row.dataset.actor = actor.name;
     const cells = [actor.name, actor.pid === null ? '' : String(actor.pid), stateLabel(actor.state),
@@ -128,7 +132,11 @@ function renderCluster(model: SidebarModel, cluster: ICluster): HTMLElement {
     for (const text of cells) {
       row.appendChild(element('td', '', text));
     }
-    const actions = element('td', 'jp-mlsys-actions');
+    table.appendChild(row);
+    const actionsRow = element('tr', 'jp-mlsys-actor-actions');
+    actionsRow.dataset.actor = actor.name;
+    const actions = element('td', '');
+    actions.colSpan = cells.length;
     const act = (action: ActorAction, title: string) =>
       button(action, title, () => model.actorAction(cluster, action, actor.name), action);
     actions.appendChild(act('kill', 'SIGKILL its worker; it comes back if it has restarts left'));
@@ -136,8 +144,8 @@ function renderCluster(model: SidebarModel, cluster: ICluster): HTMLElement {
     actions.appendChild(
       actor.state === 'paused' ? act('resume', 'SIGCONT its worker') : act('pause', 'SIGSTOP its worker')
     );
-    row.appendChild(actions);
-    table.appendChild(row);
+    actionsRow.appendChild(actions);
+    table.appendChild(actionsRow);
   }
   node.appendChild(table);
   if (cluster.actors.length === 0) {

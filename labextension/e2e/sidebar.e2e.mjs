@@ -1,0 +1,82 @@
+// End to end, in a real browser: JupyterLab (started by tests/test_sidebar_e2e.py) opens a
+// notebook that loads mlsys_ext and starts a cluster of two actors; the sidebar must show
+// both, and after a click on "kill" one of them dead, then back with one restart.
+//
+// Environment: JUPYTER_URL (http://127.0.0.1:PORT), JUPYTER_TOKEN, NOTEBOOK (its path in
+// the server's root), CHROMIUM (the browser's executable), SCREENSHOT (the PNG to write).
+import { chromium } from 'playwright-core';
+
+const { JUPYTER_URL, JUPYTER_TOKEN, NOTEBOOK, CHROMIUM, SCREENSHOT } = process.env;
+const TIMEOUT = 120_000;
+
+function log(message) {
+  console.log(`[e2e ${new Date().toISOString().slice(11, 19)}] ${message}`);
+}
+
+const browser = await chromium.launch({
+  executablePath: CHROMIUM,
+  headless: true,
+  // as root, and with no network beyond this machine (the flags keep Chromium from calling home)
+  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync']
+});
+const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+page.setDefaultTimeout(TIMEOUT);
+try {
+  await page.goto(`${JUPYTER_URL}/lab/tree/${NOTEBOOK}?token=${JUPYTER_TOKEN}`);
+  await page.waitForSelector('.jp-NotebookPanel .jp-Cell');
+  log('notebook open');
+  // the kernel must be ready before cells run: the status bar says so
+  await page.locator('.jp-StatusBar-Widget', { hasText: 'Idle' }).first().waitFor();
+  log('kernel idle');
+  await page.locator('.lm-MenuBar-itemLabel', { hasText: /^Run$/ }).click();
+  await page.locator('.lm-Menu-itemLabel', { hasText: /^Run All Cells$/ }).click();
+  log('ran all cells');
+  await page.locator('li[data-id="mlsys-ext-sidebar"]').click();
+  const sidebar = page.locator('#mlsys-ext-sidebar');
+  await sidebar.waitFor({ state: 'visible' });
+  await page.waitForFunction(() => document.querySelectorAll('#mlsys-ext-sidebar tr.jp-mlsys-actor').length === 2,
+    null, { timeout: TIMEOUT });
+  log('two actors in the sidebar');
+  // every state the row of actor "a" shows from now on
+  await page.evaluate(() => {
+    window.mlsysStates = [];
+    const record = () => {
+      const row = document.querySelector('#mlsys-ext-sidebar tr[data-actor="a"]');
+      if (row) {
+        const state = row.children[2].textContent + ' restarts=' + row.children[3].textContent;
+        if (window.mlsysStates[window.mlsysStates.length - 1] !== state) {
+          window.mlsysStates.push(state);
+        }
+      }
+    };
+    record();
+    new MutationObserver(record).observe(document.querySelector('#mlsys-ext-sidebar'),
+      { childList: true, subtree: true, characterData: true });
+  });
+  await sidebar.locator('tr[data-actor="a"] button[data-action="kill"]').click();
+  log('clicked kill on actor a');
+  await page.waitForFunction(() => {
+    const row = document.querySelector('#mlsys-ext-sidebar tr[data-actor="a"]');
+    return row && row.children[2].textContent === 'alive' && row.children[3].textContent === '1';
+  }, null, { timeout: TIMEOUT });
+  const states = await page.evaluate(() => window.mlsysStates);
+  log(`states of a: ${JSON.stringify(states)}`);
+  if (!states.some(s => s.startsWith('dead'))) {
+    throw new Error(`actor a was never shown dead: ${JSON.stringify(states)}`);
+  }
+  const news = page.locator('.jp-toast-button', { hasText: /^No$/ });  // JupyterLab asks about its news feed
+  if (await news.count()) {
+    await news.first().click();
+    await page.locator('.jp-toast-button').first().waitFor({ state: 'detached' }).catch(() => undefined);
+  }
+  await page.screenshot({ path: SCREENSHOT });
+  log(`screenshot: ${SCREENSHOT}`);
+  console.log(JSON.stringify({ ok: true, states }));
+} catch (error) {
+  await page.screenshot({ path: SCREENSHOT.replace(/\.png$/, '-failed.png') }).catch(() => undefined);
+  console.error(String(error && error.stack ? error.stack : error));
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}
