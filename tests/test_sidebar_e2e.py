@@ -73,7 +73,7 @@ def lab(tmp_path):
 
 
 @pytest.mark.timeout(300)
-def test_the_sidebar_shows_two_actors_and_a_killed_one_dead_then_restarted(lab):
+def test_the_sidebar_shows_two_actors_a_killed_one_dead_then_restarted_and_refills_after_a_kernel_restart(lab):
     OUTPUT.mkdir(parents=True, exist_ok=True)
     screenshot = OUTPUT / "sidebar.png"
     screenshot.unlink(missing_ok=True)
@@ -85,5 +85,5 @@ def test_the_sidebar_shows_two_actors_and_a_killed_one_dead_then_restarted(lab):
     assert run.returncode == 0, report
     result = json.loads(run.stdout.strip().splitlines()[-1])
     assert result["ok"] and any(state.startswith("dead") for state in result["states"])
-    assert result["states"][-1] == "alive restarts=1"
+    assert result["states"][-1] == "alive restarts=1" and result["reloaded"]
     assert screenshot.stat().st_size > 10_000

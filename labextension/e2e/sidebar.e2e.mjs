@@ -1,6 +1,7 @@
 // End to end, in a real browser: JupyterLab (started by tests/test_sidebar_e2e.py) opens a
 // notebook that loads mlsys_ext and starts a cluster of two actors; the sidebar must show
-// both, and after a click on "kill" one of them dead, then back with one restart.
+// both, and after a click on "kill" one of them dead, then back with one restart. After a
+// kernel restart it must offer to load the extension, and fill again when clicked.
 //
 // Environment: JUPYTER_URL (http://127.0.0.1:PORT), JUPYTER_TOKEN, NOTEBOOK (its path in
 // the server's root), CHROMIUM (the browser's executable), SCREENSHOT (the PNG to write).
@@ -72,7 +73,14 @@ try {
   }
   await page.screenshot({ path: SCREENSHOT });
   log(`screenshot: ${SCREENSHOT}`);
-  console.log(JSON.stringify({ ok: true, states }));
+  // a kernel restart empties the sidebar; its button loads the extension and it fills again
+  await page.locator('.lm-MenuBar-itemLabel', { hasText: /^Kernel$/ }).click();
+  await page.locator('.lm-Menu-itemLabel', { hasText: /^Restart Kernel/ }).first().click();
+  await page.locator('.jp-Dialog button', { hasText: /^Restart$/ }).click();
+  await sidebar.locator('button[data-action="load"]').click();
+  await sidebar.locator('text=No cluster in this kernel').waitFor();
+  log('after a restart, the load button filled the sidebar again');
+  console.log(JSON.stringify({ ok: true, states, reloaded: true }));
 } catch (error) {
   await page.screenshot({ path: SCREENSHOT.replace(/\.png$/, '-failed.png') }).catch(() => undefined);
   console.error(String(error && error.stack ? error.stack : error));
