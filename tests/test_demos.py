@@ -14,6 +14,7 @@ def test_the_tour_exists_and_lists_every_lab():
     tour = (DEMOS[0].parent / "00_tour.ipynb").read_text()
     for name in names[1:]:
         assert name in tour, f"the tour does not mention {name}"
+    assert "sidebar" in tour and "left sidebar" in tour, "the tour must say how to open the sidebar"
 
 
 @pytest.mark.timeout(600)

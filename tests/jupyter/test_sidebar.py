@@ -146,3 +146,27 @@ def test_closing_stops_pushing_and_closes_the_comms():
     wait_until(comm.states)
     served.close()
     assert comm.closed and served.comms == []
+
+
+def test_live_raft_servers_are_in_the_state():
+    import pandas as pd
+
+    class Raft:  # what the sidebar reads of a RaftCluster
+        class cluster:
+            stopped = False
+
+        @staticmethod
+        def states():
+            return pd.DataFrame([{"id": 0, "role": "leader", "term": 3, "commit": 7, "last_index": 7},
+                                 {"id": 1, "role": "unreachable", "term": None, "commit": None}])
+
+    magics = Magics()
+    magics.raft_cluster = Raft()
+    served = Sidebar(magics, [], interval=0.05)
+    try:
+        assert served.state()["raft"] == [{"id": 0, "role": "leader", "term": 3, "commit": 7},
+                                           {"id": 1, "role": "unreachable", "term": None, "commit": None}]
+        Raft.cluster.stopped = True
+        assert served.state()["raft"] == []
+    finally:
+        served.close()
