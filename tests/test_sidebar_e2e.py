@@ -42,6 +42,8 @@ def lab(tmp_path):
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in CELLS])
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(notebook, tmp_path / "sidebar.ipynb")
+    other = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 + 1")], metadata=notebook.metadata)
+    nbformat.write(other, tmp_path / "other.ipynb")
     port, token = free_port(), secrets.token_hex(16)
     command = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1",
                f"--ServerApp.port={port}", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={tmp_path}",
@@ -62,7 +64,8 @@ def lab(tmp_path):
                 server.kill()
                 pytest.fail("JupyterLab did not start:\n" + (tmp_path / "jupyter.log").read_text()[-3000:])
             time.sleep(0.3)
-    yield {"url": url, "token": token, "notebook": "sidebar.ipynb", "log": tmp_path / "jupyter.log"}
+    yield {"url": url, "token": token, "notebook": "sidebar.ipynb", "other": "other.ipynb",
+           "log": tmp_path / "jupyter.log"}
     server.terminate()  # it shuts its kernels down, and they their clusters
     try:
         server.wait(timeout=30)
@@ -77,7 +80,7 @@ def test_the_sidebar_shows_two_actors_a_killed_one_dead_then_restarted_and_refil
     OUTPUT.mkdir(parents=True, exist_ok=True)
     screenshot = OUTPUT / "sidebar.png"
     screenshot.unlink(missing_ok=True)
-    env = {**os.environ, "JUPYTER_URL": lab["url"], "JUPYTER_TOKEN": lab["token"], "NOTEBOOK": lab["notebook"],
+    env = {**os.environ, "JUPYTER_URL": lab["url"], "JUPYTER_TOKEN": lab["token"], "NOTEBOOK": lab["notebook"], "OTHER": lab["other"],
            "CHROMIUM": CHROMIUM, "SCREENSHOT": str(screenshot)}
     run = subprocess.run(["node", str(SCRIPT)], cwd=SCRIPT.parent.parent, env=env, capture_output=True, text=True,
                          timeout=280)

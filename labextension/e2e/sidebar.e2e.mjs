@@ -1,13 +1,14 @@
 // End to end, in a real browser: JupyterLab (started by tests/test_sidebar_e2e.py) opens a
 // notebook that loads mlsys_ext and starts a cluster of two actors; the sidebar must show
 // both, and after a click on "kill" one of them dead, then back with one restart. After a
-// kernel restart it must offer to load the extension, and fill again when clicked.
+// page reload it must follow the notebook in focus; after a kernel restart it must offer
+// to load the extension, and fill again when clicked.
 //
-// Environment: JUPYTER_URL (http://127.0.0.1:PORT), JUPYTER_TOKEN, NOTEBOOK (its path in
-// the server's root), CHROMIUM (the browser's executable), SCREENSHOT (the PNG to write).
+// Environment: JUPYTER_URL (http://127.0.0.1:PORT), JUPYTER_TOKEN, NOTEBOOK and OTHER (two
+// notebooks' paths in the server's root), CHROMIUM (the browser's executable), SCREENSHOT (the PNG to write).
 import { chromium } from 'playwright-core';
 
-const { JUPYTER_URL, JUPYTER_TOKEN, NOTEBOOK, CHROMIUM, SCREENSHOT } = process.env;
+const { JUPYTER_URL, JUPYTER_TOKEN, NOTEBOOK, OTHER, CHROMIUM, SCREENSHOT } = process.env;
 const TIMEOUT = 120_000;
 
 function log(message) {
@@ -73,6 +74,19 @@ try {
   }
   await page.screenshot({ path: SCREENSHOT });
   log(`screenshot: ${SCREENSHOT}`);
+  // a page reload and another notebook: the sidebar follows the notebook in focus, and
+  // finds the extension already loaded in the first notebook's kernel
+  await page.goto(`${JUPYTER_URL}/lab/tree/${OTHER}?token=${JUPYTER_TOKEN}`);
+  await page.waitForSelector('.jp-NotebookPanel .jp-Cell');
+  if (!(await sidebar.isVisible())) {  // the tab toggles: click only when the sidebar is closed
+    await page.locator('li[data-id="mlsys-ext-sidebar"]').click();
+  }
+  await sidebar.locator('text=has not loaded mlsys_ext').waitFor();
+  log('another notebook: not loaded');
+  await page.locator('.lm-TabBar-tab', { hasText: NOTEBOOK }).click();
+  await page.waitForFunction(() => document.querySelectorAll('#mlsys-ext-sidebar tr.jp-mlsys-actor').length === 2,
+    null, { timeout: TIMEOUT });
+  log('back on the first notebook: its two actors again');
   // a kernel restart empties the sidebar; its button loads the extension and it fills again
   await page.locator('.lm-MenuBar-itemLabel', { hasText: /^Kernel$/ }).click();
   await page.locator('.lm-Menu-itemLabel', { hasText: /^Restart Kernel/ }).first().click();
