@@ -1,8 +1,9 @@
 // End to end, in a real browser: JupyterLab (started by tests/test_sidebar_e2e.py) opens a
 // notebook that loads mlsys_ext and starts a cluster of two actors; the sidebar must show
 // both, and after a click on "kill" one of them dead, then back with one restart. After a
-// page reload it must follow the notebook in focus; after a kernel restart it must offer
-// to load the extension, and fill again when clicked.
+// page reload it must follow the notebook in focus; a panel button must run its magic in a
+// new cell; after a kernel restart it must offer to load the extension, and fill again when
+// clicked.
 //
 // Environment: JUPYTER_URL (http://127.0.0.1:PORT), JUPYTER_TOKEN, NOTEBOOK and OTHER (two
 // notebooks' paths in the server's root), CHROMIUM (the browser's executable), SCREENSHOT (the PNG to write).
@@ -87,6 +88,11 @@ try {
   await page.waitForFunction(() => document.querySelectorAll('#mlsys-ext-sidebar tr.jp-mlsys-actor').length === 2,
     null, { timeout: TIMEOUT });
   log('back on the first notebook: its two actors again');
+  // a panel button puts the panel's magic in a new cell and runs it
+  await sidebar.locator('.jp-mlsys-panels button', { hasText: /^Bloom filter$/ }).click();
+  await page.locator('.jp-NotebookPanel .jp-CodeCell', { hasText: '%bloom' }).locator('.jp-OutputArea-output')
+    .first().waitFor();
+  log('the Bloom filter button ran %bloom in a new cell');
   // a kernel restart empties the sidebar; its button loads the extension and it fills again
   await page.locator('.lm-MenuBar-itemLabel', { hasText: /^Kernel$/ }).click();
   await page.locator('.lm-Menu-itemLabel', { hasText: /^Restart Kernel/ }).first().click();
