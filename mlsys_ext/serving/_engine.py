@@ -244,7 +244,7 @@ def _plan_continuous(req, queue, running, scal, params, now, entries, events, re
             tokens_left -= take
         if result[P_ENTRIES] > 0 or result[P_SWAP_TOKENS] > 0:
             return now
-        if scal[N_RUN] > 0:  # half-prefilled requests hold the memory each needs: free the newest
+        if scal[N_RUN] > 0:  # not expected (prompts are admitted whole), but never wait forever: free the newest
             _preempt_newest(req, running, queue, scal, params, events, result)
             continue
         return next_arrival
