@@ -7,7 +7,8 @@ Protocol (version 1), JSON over a comm with target ``mlsys_ext.sidebar``:
   ``{"type": "state", "protocol": 1, "state": ...}`` and sends it again whenever it
   changes: a cluster's ``on_change`` wakes the publisher at once, and a publisher
   thread checks every ``interval`` seconds for what has no event (queue depths,
-  message rates, Raft terms). The sidebar never polls.
+  message rates; Raft states are asked on a thread of their own, as a dead server takes a
+  second to time out). The sidebar never polls.
 - ``state``: ``environment`` (the ``%mlsys`` facts), ``clusters`` (id, backend,
   workers, current, actors: name, class, worker, pid, state, restarts, queue,
   msgs_in, msgs_per_s), ``raft`` (live Raft servers: id, role, term, commit), and
@@ -51,8 +52,12 @@ class Sidebar:
         self._last_sent = None
         self._counts: dict = {}  # (cluster id, actor) -> (msgs_in, monotonic time), for rates
         self._watched: dict = {}  # cluster id -> unsubscribe
+        self._raft_rows: list[dict] = []
         self._publisher = threading.Thread(target=self._publish_loop, name="mlsys-sidebar", daemon=True)
         self._publisher.start()
+        # Raft states are remote calls that wait up to a second on a dead server: asked on a
+        # thread of their own, so cluster changes still reach the sidebar at once
+        threading.Thread(target=self._raft_loop, name="mlsys-sidebar-raft", daemon=True).start()
 
     # ---- comms ---------------------------------------------------------------------------------
 
@@ -113,16 +118,29 @@ class Sidebar:
                 actors.append({**{k: _plain(v) for k, v in row.items()}, "msgs_per_s": round(rate, 1)})
             clusters.append({"id": key, "backend": cluster.backend, "workers": list(cluster.workers),
                              "current": cluster is self.magics.current, "actors": actors})
-        return {"environment": self._environment, "clusters": clusters, "raft": self._raft(),
+        return {"environment": self._environment, "clusters": clusters, "raft": self._raft_rows,
                 "panels": self.panels}
 
-    def _raft(self) -> list[dict]:
+    def raft_rows(self) -> list[dict]:
+        """The live Raft servers' roles, terms and commit indexes (none when no Raft runs)."""
         raft = self.magics.raft_cluster
         if raft is None or raft.cluster.stopped:
             return []
         rows = raft.states().to_dict("records")
         return [{"id": _plain(r["id"]), "role": r["role"], "term": _plain(r.get("term")),
                  "commit": _plain(r.get("commit"))} for r in rows]
+
+    def _raft_loop(self) -> None:
+        while not self._closed.wait(self.interval):
+            if not self.comms:
+                continue
+            try:
+                rows = self.raft_rows()
+            except Exception:  # the Raft cluster stopping under us
+                rows = []
+            if rows != self._raft_rows:
+                self._raft_rows = rows
+                self._wake.set()
 
     @staticmethod
     def _state_message(state: dict) -> dict:

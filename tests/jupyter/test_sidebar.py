@@ -163,10 +163,14 @@ def test_live_raft_servers_are_in_the_state():
     magics = Magics()
     magics.raft_cluster = Raft()
     served = Sidebar(magics, [], interval=0.05)
+    comm = FakeComm()
+    served.attach(comm)
     try:
-        assert served.state()["raft"] == [{"id": 0, "role": "leader", "term": 3, "commit": 7},
-                                           {"id": 1, "role": "unreachable", "term": None, "commit": None}]
+        expected = [{"id": 0, "role": "leader", "term": 3, "commit": 7},
+                    {"id": 1, "role": "unreachable", "term": None, "commit": None}]
+        assert served.raft_rows() == expected
+        wait_until(lambda: comm.states() and comm.states()[-1]["raft"] == expected)  # pushed
         Raft.cluster.stopped = True
-        assert served.state()["raft"] == []
+        wait_until(lambda: comm.states()[-1]["raft"] == [])
     finally:
         served.close()
