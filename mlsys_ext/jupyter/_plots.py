@@ -39,6 +39,7 @@ def panel_axes(figure, columns: int, width: float, height: float, **margins):
         ax.set_prop_cycle(None)  # colours start over, as on a new axes
         ax.set_xscale("linear")
         ax.set_yscale("linear")
+        ax.locator_params(nbins=4)  # setting a scale brings back the default ~10 ticks
         ax.relim()
         ax.set_autoscale_on(True)
     return figure, figure.axes

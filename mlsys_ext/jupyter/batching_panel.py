@@ -24,11 +24,17 @@ LENGTHS = {  # name: (prompt, output)
     "zipf": (Lengths.zipf(1.1, 4096, low=16), Lengths.zipf(1.1, 1024)),
 }
 TRACE = "trace"
+LENGTH_LABELS = {  # what the lengths dropdown shows for each choice
+    "chat": "chat: prompt uniform 32-512, output exponential 128",
+    "long-prompt": "long prompts: uniform 1024-4096, output exponential 64",
+    "zipf": "zipf 1.1: prompt 16-4096, output 1-1024",
+    TRACE: "the trace (--trace), at the rate slider's rate",
+}
 # knobs that mean something under each policy; the others are disabled
 KNOBS = {"static": {"max_seqs", "kv_tokens"}, "dynamic": {"max_seqs", "max_wait_ms", "kv_tokens"},
          "continuous": {"max_seqs", "max_tokens", "kv_tokens", "block", "preempt"},
          "chunked": {"max_seqs", "max_tokens", "chunk", "kv_tokens", "block", "preempt"}}
-SWEEP = (0.3, 0.6, 0.85, 1.0, 1.2, 1.5)  # rates tried for the hockey stick, as multiples of saturation
+SWEEP = (0.3, 0.6, 0.85, 1.0, 1.2, 1.5)  # the hockey stick's rates, as multiples of saturation (and the chosen rate)
 SWEEP_REQUESTS = 300
 TIMELINE_WINDOW = 300  # iterations shown in the batch timeline
 REAL_REQUESTS = 48
@@ -85,7 +91,8 @@ class BatchingMeasurement:
     sweep: pd.DataFrame  # rate, e2e_p50, e2e_p99, ttft_p50, throughput, goodput
     saturation: float
     slo: dict
-    real: dict | None = field(default=None)  # the last real run's figures, when there is one
+    setting: dict | None = field(default=None)  # the panel's values that were measured
+    real: dict | None = field(default=None)  # the real run of this setting, when there is one
 
 
 def measure_batching(policy, max_seqs, max_wait_ms, max_tokens, chunk, kv_tokens, block, preempt, rate, cv,
@@ -93,16 +100,19 @@ def measure_batching(policy, max_seqs, max_wait_ms, max_tokens, chunk, kv_tokens
     workload = make_workload(lengths, rate, cv, requests, trace, seed)
     scheduler = build_scheduler(policy, max_seqs, max_wait_ms, max_tokens, chunk, kv_tokens, block, preempt,
                                 max(MAX_OUTPUT, int(workload.output.max())))
+    if policy == "continuous" and workload.prompt.max() > max_tokens:  # in the panel's terms, not the core's
+        raise ValueError(f"prompts of up to {workload.prompt.max()} tokens do not fit the token budget of "
+                         f"{max_tokens} whole: raise the budget, or choose chunked to prefill them in pieces")
     slo = {"ttft": slo_ttft, "tpot": slo_tpot}
     result = simulate(workload, scheduler, COST)
     saturation = saturation_rate(workload, scheduler, COST)
     head = Workload(workload.arrival[:SWEEP_REQUESTS], workload.prompt[:SWEEP_REQUESTS],
                     workload.output[:SWEEP_REQUESTS])
     rows = []
-    for factor in SWEEP:  # around the predicted knee, wherever the chosen rate is: the curve shows the theory
-        summary = simulate(head.at_rate(saturation * factor), scheduler, COST).summary(slo)
-        rows.append({"rate": saturation * factor, **summary[["e2e_p50", "e2e_p99", "ttft_p50", "throughput",
-                                                             "goodput"]]})
+    # across the predicted knee, so the curve can be held against the theory, and through the chosen rate
+    for swept in np.unique([*(saturation * factor for factor in SWEEP), rate]):
+        summary = simulate(head.at_rate(swept), scheduler, COST).summary(slo)
+        rows.append({"rate": swept, **summary[["e2e_p50", "e2e_p99", "ttft_p50", "throughput", "goodput"]]})
     return BatchingMeasurement(workload, scheduler, result, pd.DataFrame(rows), saturation, slo)
 
 
@@ -119,17 +129,21 @@ def make_workload(lengths, rate, cv, requests, trace, seed) -> Workload:
 def draw_batching(m: BatchingMeasurement, figure=None) -> tuple[bytes, str, object]:
     fig, axes = panel_axes(figure, 3, 11.0, 2.8, left=0.05, right=0.98, bottom=0.12, top=0.97, wspace=0.3)
     stick, batches, memory = axes[:3]
-    rates = axes[3] if len(axes) > 3 else stick.twinx()  # requests/s on the right of the hockey stick
-    rates.tick_params(labelsize=7)
-    rates.locator_params(nbins=4)
+    if len(axes) > 3:
+        rates = axes[3]
+    else:  # requests/s on the right of the hockey stick; later drawings reuse it through panel_axes
+        rates = stick.twinx()
+        rates.tick_params(labelsize=7)
+        rates.locator_params(nbins=4)
     sweep = m.sweep
     rates.plot(sweep.rate, sweep.throughput, "-", color="0.55", lw=1, label="throughput")
     rates.plot(sweep.rate, sweep.goodput, ":", color="tab:green", lw=1.5, label="goodput")
     stick.plot(sweep.rate, sweep.e2e_p50, "o-", ms=3, label="e2e p50")
     stick.plot(sweep.rate, sweep.e2e_p99, "s-", ms=3, label="e2e p99")
     stick.axvline(m.saturation, color="0.4", ls="--", lw=1)
+    chosen = sweep[np.isclose(sweep.rate, m.workload.describe()["rate"])]
+    stick.plot(chosen.rate, chosen.e2e_p50, "k*", ms=9)
     current = m.result.summary()
-    stick.plot([m.workload.describe()["rate"]], [current.e2e_p50], "k*", ms=9)
     if m.real is not None:
         stick.plot([m.real["rate"]], [m.real["real"].e2e_p50], "rD", ms=5)
         stick.plot([m.real["rate"]], [m.real["simulated"].e2e_p50], "bx", ms=7)
@@ -141,11 +155,11 @@ def draw_batching(m: BatchingMeasurement, figure=None) -> tuple[bytes, str, obje
     steps = np.arange(start, start + len(window))
     # linear axes, step lines, no titles or axis labels (the summary says what each plot
     # shows) and one legend: text and filled polygons are the costliest parts of a redraw
-    batches.plot(steps, window.decode_seqs.to_numpy(), drawstyle="steps-mid", color="tab:green", lw=0.8)
-    batches.plot(steps, (window.decode_seqs + window.prefill_tokens).to_numpy(), drawstyle="steps-mid",
-                 color="tab:orange", lw=0.8)
-    if isinstance(m.scheduler, ContinuousBatcher):
-        batches.axhline(m.scheduler.max_tokens, color="0.4", ls="--", lw=1)
+    tokens = (window.decode_seqs + window.prefill_tokens).to_numpy()
+    batches.plot(steps, tokens, drawstyle="steps-mid", color="tab:orange", lw=0.8)
+    batches.plot(steps, window.decode_seqs.to_numpy(), drawstyle="steps-mid", color="tab:green", lw=0.8)  # on top
+    if isinstance(m.scheduler, ContinuousBatcher) and m.scheduler.max_tokens <= 2 * tokens.max():
+        batches.axhline(m.scheduler.max_tokens, color="0.4", ls="--", lw=1)  # far above, it would flatten the rest
     every = max(1, len(timeline) // 600)  # a plotted point per few iterations is enough for the eye
     memory.plot(timeline.start.to_numpy()[::every], timeline.kv_tokens.to_numpy()[::every], lw=0.8)
     if m.scheduler.kv_tokens is not None:
@@ -167,14 +181,14 @@ def summary_html(m: BatchingMeasurement, current: pd.Series) -> str:
             f"TPOT &le; {m.slo['tpot']:g} s); preemptions {int(m.result.requests.preemptions.sum())}; "
             f"saturation by the cost model {m.saturation:.2f} req/s</p>"
             f"<table><tr><th>seconds</th><th>p50</th><th>p90</th><th>p99</th></tr>{rows}</table>"
-            "<p><i>Left</i>: end-to-end latency (s) against arrival rate (req/s), simulated over rates around "
-            "the one where the cost model says the server saturates (dashed), and this setting (the star); "
-            "on the right axis, throughput (grey) and goodput (dotted) in req/s over the same rates. After a "
-            "real run, its p50 (red diamond) and the fitted simulator's (blue cross). "
-            "<i>Middle</i>: what "
-            "ran in each iteration of a window mid-run: decoding sequences (green), those plus prefill tokens "
-            "(orange), the token budget (dashed). <i>Right</i>: KV tokens held against time (s), the budget "
-            "(dashed red), preemptions (red triangles).</p>")
+            f"<p><i>Left</i>: end-to-end latency p50 and p99 (s) against arrival rate (req/s), the first "
+            f"{min(SWEEP_REQUESTS, len(m.workload))} requests simulated at this rate (the star) and at rates around "
+            "the one where the cost model says the server saturates (dashed); on the right axis, throughput (grey) "
+            "and goodput (dotted) in req/s over the same rates. After a real run, its p50 (red diamond) and the "
+            "fitted simulator's (blue cross). <i>Middle</i>: what ran in each iteration of a window mid-run: "
+            "decoding sequences (green), those plus prefill tokens (orange), the token budget (dashed, when the "
+            "iterations come near it). <i>Right</i>: KV tokens held against time (s), the budget (dashed red), "
+            "preemptions (red triangles).</p>")
     if m.real is not None:
         real, simulated = m.real["real"], m.real["simulated"]
         text += (f"<p>real model, {m.real['requests']} requests (prompts &le; {REAL_PROMPT}, outputs &le; "
@@ -222,8 +236,7 @@ class BatchingPanel(LabPanel):
         if lengths not in choices:
             raise ValueError(f"lengths must be one of {', '.join(choices)}, got {lengths!r}")
         self.requests, self.trace = requests, trace
-        self.real = None  # the last real run, kept until the setting changes
-        self._real_setting = None
+        self.real_run = None  # (setting, figures) of the last real run, overlaid while that setting is shown
 
         def log_slider(description, value, low, high, fmt=".3g"):
             return widgets.FloatLogSlider(value=value, base=10, min=np.log10(low), max=np.log10(high), step=0.05,
@@ -247,7 +260,8 @@ class BatchingPanel(LabPanel):
             "rate": log_slider("rate req/s", rate, 0.1, 1000),
             "cv": widgets.FloatSlider(value=1.0, min=0.25, max=8.0, step=0.25, description="burstiness CV",
                                       continuous_update=False),
-            "lengths": widgets.Dropdown(options=choices, value=lengths, description="lengths"),
+            "lengths": widgets.Dropdown(options=[(LENGTH_LABELS[name], name) for name in choices], value=lengths,
+                                        description="lengths", layout=widgets.Layout(width="27em")),
             "slo_ttft": log_slider("SLO TTFT s", 1.0, 0.01, 30),
             "slo_tpot": log_slider("SLO TPOT s", 0.05, 0.001, 1),
         }
@@ -269,8 +283,9 @@ class BatchingPanel(LabPanel):
     def measure(self, **values):
         self.warm_up("simulator", lambda: simulate(Workload([0.0, 0.1], [4, 4], [2, 2]), ContinuousBatcher(2, 64)))
         m = measure_batching(**values, requests=self.requests, trace=self.trace)
-        if self.real is not None and self._real_setting == values:
-            m.real = self.real
+        m.setting = values
+        if self.real_run is not None and self.real_run[0] == values:
+            m.real = self.real_run[1]
         return m
 
     def draw(self, result):
@@ -279,7 +294,7 @@ class BatchingPanel(LabPanel):
 
     def _run_real(self, _button=None) -> threading.Thread:
         """Serve on the real model off the kernel's main thread, then redraw with the overlay."""
-        measurement, setting = self.result, self.values()
+        measurement = self.result  # what is on show, even while a newer setting is being measured
         if measurement is None:
             self.status.value = "nothing measured yet"
             return None
@@ -288,8 +303,7 @@ class BatchingPanel(LabPanel):
 
         def work():
             try:
-                self.real = run_real(measurement)
-                self._real_setting = setting
+                self.real_run = (measurement.setting, run_real(measurement))
                 self._changed()
             except Exception as exc:  # shown in the panel: a thread's error would otherwise vanish
                 self.status.value = f"error: {type(exc).__name__}: {exc}"

@@ -59,12 +59,16 @@ def test_the_saturation_line_is_where_a_long_run_stops_keeping_up():
         assert predicted == pytest.approx(served, rel=0.2), type(scheduler).__name__
 
 
-def test_the_sweep_straddles_the_saturation_rate():
-    m = measure_batching("continuous", 32, 20.0, 2048, 512, 32_768, "16", "recompute", 4.0, 1.0, "chat", 1.0, 0.05,
+def test_the_sweep_straddles_the_saturation_rate_and_passes_through_the_chosen_one():
+    m = measure_batching("continuous", 32, 20.0, 2048, 512, 32_768, "16", "recompute", 0.5, 1.0, "chat", 1.0, 0.05,
                          requests=300)
+    assert m.sweep.rate.min() == pytest.approx(0.5)
     assert m.sweep.rate.min() < m.saturation < m.sweep.rate.max()
     assert m.sweep.e2e_p50.iloc[-1] > m.sweep.e2e_p50.iloc[0]  # latency grows with the rate
     assert build_scheduler("dynamic", 8, 50.0, 512, 64, "unlimited", "reserve", "swap").wait == 0.05
+    with pytest.raises(ValueError, match="raise the budget, or choose chunked"):
+        measure_batching("continuous", 32, 20.0, 1024, 512, "unlimited", "16", "recompute", 4.0, 1.0, "long-prompt",
+                         1.0, 0.05, requests=100)
 
 
 def test_the_real_model_button_serves_off_the_main_thread_and_overlays_the_fitted_simulator(comm):
@@ -96,5 +100,6 @@ def test_bad_settings_are_refused_and_a_trace_can_be_replayed(comm):
     panel = BatchingPanel(policy="chunked", trace=str(trace), rate=3.0, requests=300)
     assert panel.wait()
     assert panel.controls["lengths"].value == "trace" and panel.controls["cv"].disabled
+    assert panel.controls["lengths"].options[0][0].startswith("chat: prompt uniform 32-512")
     assert panel.result.workload.describe()["rate"] == pytest.approx(3.0)
     assert np.array_equal(panel.result.workload.prompt, Workload.from_trace(trace, limit=300).prompt)
