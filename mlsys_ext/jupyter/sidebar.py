@@ -118,6 +118,11 @@ class Sidebar:
                 actors.append({**{k: _plain(v) for k, v in row.items()}, "msgs_per_s": round(rate, 1)})
             clusters.append({"id": key, "backend": cluster.backend, "workers": list(cluster.workers),
                              "current": cluster is self.magics.current, "actors": actors})
+        # forget stopped clusters: a new cluster can get a stopped one's id, and must be watched
+        live = {c["id"] for c in clusters}
+        for key in [key for key in self._watched if key not in live]:
+            self._watched.pop(key)()
+        self._counts = {key: count for key, count in self._counts.items() if key[0] in live}
         return {"environment": self._environment, "clusters": clusters, "raft": self._raft_rows,
                 "panels": self.panels}
 

@@ -86,6 +86,7 @@ def test_a_new_comm_gets_the_state_and_every_change_is_pushed(sidebar):
                 if c["id"] == str(id(cluster)) for a in c["actors"] if a["name"] == "a"]
         assert seen[0][0] == "restarting" and seen[-1] == ("alive", 1), seen
     wait_until(lambda: all(c["id"] != str(id(cluster)) for c in comm.states()[-1]["clusters"]))
+    assert str(id(cluster)) not in sidebar._watched  # a later cluster with its id is watched afresh
 
 
 def test_actions_are_carried_out_and_answered(sidebar):
