@@ -7,7 +7,7 @@
 
 Pure core: no IPython or widget imports (``mlsys_ext.jupyter`` adds those).
 """
-from ._cluster import BACKENDS, Cluster, WorkerResult, live_clusters
+from ._cluster import BACKENDS, Cluster, WorkerResult, check_workers, live_clusters, max_workers
 from ._context import ActorContext, context
 from ._errors import ActorDiedError, ActorTimeoutError, ClusterError, RemoteError, RemoteTraceback
 from ._future import Future, gather
@@ -25,7 +25,9 @@ __all__ = [
     "RemoteError",
     "RemoteTraceback",
     "WorkerResult",
+    "check_workers",
     "context",
     "gather",
     "live_clusters",
+    "max_workers",
 ]

@@ -10,13 +10,14 @@ import weakref
 from collections import deque
 from dataclasses import dataclass, field
 
-from ._errors import ActorDiedError, ClusterError
+from ._errors import ActorDiedError, ActorTimeoutError, ClusterError
 from ._future import gather
 from ._handle import ActorHandle
 from ._network import DRIVER, Network, make_faults
 from ._wire import dumps
 
 BACKENDS = ("local", "ray")
+MAX_WORKERS_VARIABLE = "MLSYS_MAX_WORKERS"
 _live: "weakref.WeakSet[Cluster]" = weakref.WeakSet()
 
 
@@ -68,6 +69,51 @@ class WorkerResult:
         return self.value
 
 
+def spawn_timeout_error(name: str, worker: str, timeout: float) -> ActorTimeoutError:
+    return ActorTimeoutError(
+        f"spawning {name!r} on {worker} took longer than the cluster's timeout ({timeout:g} s); it "
+        "is dropped when its constructor returns, and the other actors go on. For slow "
+        "constructors, start the cluster with a longer timeout"
+    )
+
+
+def job_timeout_error(worker: str, kind: str, timeout: float) -> ActorTimeoutError:
+    return ActorTimeoutError(
+        f"{worker} did not finish its {kind} within {timeout:g} s and is still running it (a job "
+        f"cannot be interrupted): cluster.restart({worker!r}) ends it"
+    )
+
+
+def max_workers() -> int:
+    """The most workers one cluster may have: 4 per CPU, or ``$MLSYS_MAX_WORKERS``.
+
+    Every worker is a Python process of ~30 MB, so a mistyped count would
+    otherwise fill the machine's memory before anything could refuse it.
+    """
+    override = os.environ.get(MAX_WORKERS_VARIABLE)
+    if override is not None:
+        try:
+            limit = int(override)
+        except ValueError:
+            raise ValueError(f"${MAX_WORKERS_VARIABLE} must be an integer, got {override!r}") from None
+        if limit < 1:
+            raise ValueError(f"${MAX_WORKERS_VARIABLE} must be >= 1, got {limit}")
+        return limit
+    return 4 * (os.cpu_count() or 1)
+
+
+def check_workers(n) -> int:
+    """``n`` if it is a valid number of workers (None: one per CPU), else a one-line ValueError."""
+    n = (os.cpu_count() or 1) if n is None else n
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"n (the number of workers) must be an integer >= 1, got {n!r}")
+    limit = max_workers()
+    if n > limit:
+        raise ValueError(f"n = {n} workers is more than the limit of {limit} (4 per CPU); "
+                         f"set ${MAX_WORKERS_VARIABLE} to allow more")
+    return n
+
+
 class Cluster:
     """A cluster of n workers (w0 .. w{n-1}) running actors, with a faulty network.
 
@@ -88,9 +134,7 @@ class Cluster:
 
     def __init__(self, n: int | None = None, backend: str = "local", *, timeout: float = 30.0,
                  seed: int | None = None, trace_size: int = 10_000, echo: bool = True):
-        n = (os.cpu_count() or 1) if n is None else n
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            raise ValueError(f"n (the number of workers) must be an integer >= 1, got {n!r}")
+        n = check_workers(n)
         if not timeout > 0:
             raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
         if not isinstance(trace_size, int) or trace_size < 1:
@@ -347,13 +391,17 @@ class Cluster:
         raise NotImplementedError
 
     def run(self, fn, *args, targets=None, timeout: float | None = None, **kwargs) -> dict[str, WorkerResult]:
-        """Run ``fn(*args, **kwargs)`` once on each live worker (or on ``targets``)."""
+        """Run ``fn(*args, **kwargs)`` once on each live worker (or on ``targets``).
+
+        ``timeout`` bounds the whole wait. A job that outlives it keeps running on
+        its worker (Python cannot interrupt it there); ``restart(worker)`` ends it.
+        """
         self._check_open()
         return self._jobs(targets, "run", dumps((fn, args, kwargs)), timeout)
 
     def execute(self, source: str, targets=None, timeout: float | None = None) -> dict[str, WorkerResult]:
         """Run Python ``source`` on each live worker in a namespace kept between calls;
-        the value is that of the last line if it is an expression."""
+        the value is that of the last line if it is an expression. ``timeout`` as in ``run``."""
         self._check_open()
         compile(source, "<cluster run>", "exec")  # a syntax error is reported here, once
         return self._jobs(targets, "exec", dumps(source), timeout)

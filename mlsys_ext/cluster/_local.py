@@ -9,6 +9,11 @@ sleeps), so replies need no hand-off between threads and actor-to-actor
 traffic is forwarded without waking anyone. When no caller waits, the router
 thread holds the pump; a caller that wants it kicks the router out of its
 select() through a pipe.
+
+No send of the driver blocks: a frame a worker's socket will not take now
+waits in that channel's outbox, and the pump writes it out as the socket
+drains, while it goes on reading every other socket. (A driver blocked writing
+to an actor that is itself blocked writing to the driver would wedge them all.)
 """
 from __future__ import annotations
 
@@ -25,8 +30,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import mlsys_ext
 
-from ._cluster import ActorRecord, Cluster, WorkerResult
-from ._errors import ActorDiedError, ClusterError
+from ._cluster import ActorRecord, Cluster, WorkerResult, job_timeout_error, spawn_timeout_error
+from ._errors import ActorDiedError, ActorTimeoutError, ClusterError
 from ._future import Future, failed_future
 from ._handle import decoding_for
 from ._network import DRIVER, Delayer
@@ -58,6 +63,7 @@ class LocalCluster(Cluster):
         self._pending: dict[int, Future] = {}
         self._channels: dict[Channel, object] = {}  # channel -> _Worker or ActorRecord
         self._readable: list[Channel] = []  # the open channels, rebuilt when they change
+        self._backlogged: set[Channel] = set()  # channels whose outbox holds frames
         self._pump = threading.RLock()  # held by the one thread reading the sockets
         self._callers = 0  # callers waiting to pump; the router stands aside for them
         self._router_resume = 0.0
@@ -91,7 +97,7 @@ class LocalCluster(Cluster):
             start_new_session=True,  # Ctrl-C in a terminal is meant for the driver alone
         )
         child.close()
-        return _Worker(name, proc, Channel(parent))
+        return _Worker(name, proc, Channel(parent, queued=True))
 
     def _adopt(self, w: _Worker) -> None:
         with self._lock:
@@ -124,10 +130,7 @@ class LocalCluster(Cluster):
         w.acks[req] = fut
         frame = pack((header_tail[0], req) + header_tail[1:], payload)
         try:
-            if fds:
-                w.ctrl.send_with_fds(frame, fds)
-            else:
-                w.ctrl.send(frame)
+            self._send(w.ctrl, frame, fds)
         except OSError:
             w.acks.pop(req, None)
             fut._resolve(error=ActorDiedError(f"worker {w.name} is dead"))
@@ -139,11 +142,14 @@ class LocalCluster(Cluster):
         if w is None or not w.alive:
             raise ActorDiedError(f"worker {rec.worker} is dead: restart it with cluster.restart({rec.worker!r})")
         parent, child = socket.socketpair()
-        channel = Channel(parent)
+        channel = Channel(parent, queued=True)
         fut = self._control(w, ("spawn", rec.name), rec.payload, [child.fileno()])
         child.close()
         try:
             fut.result(self.timeout)
+        except ActorTimeoutError:
+            channel.close()  # the worker drops the actor once its constructor returns
+            raise spawn_timeout_error(rec.name, rec.worker, self.timeout) from None
         except BaseException:
             channel.close()
             raise
@@ -169,9 +175,15 @@ class LocalCluster(Cluster):
                 return
             channel = rec.channel
         try:
-            channel.send(frame)
+            self._send(channel, frame)
         except OSError:
             pass  # the process just died; its death is handled by the router
+
+    def _send(self, channel: Channel, frame: bytes, fds=()) -> None:
+        """Send without blocking; what must wait is written out by the pump."""
+        if channel.send(frame, fds):
+            self._backlogged.add(channel)
+            self._wake()  # a pump asleep in select() must add this socket to its write set
 
     def _deliver(self, rec: ActorRecord, frame: bytes, delays) -> None:
         for d in delays:
@@ -254,21 +266,36 @@ class LocalCluster(Cluster):
         except EOFError:
             self._on_eof(channel)
 
+    def _flush_backlog(self) -> list[Channel]:
+        """Write out what outboxes hold; the channels still backlogged (the caller holds the pump)."""
+        for channel in list(self._backlogged):
+            # Discarded before the flush: a frame queued meanwhile adds the channel back.
+            self._backlogged.discard(channel)
+            try:
+                if not channel.flush():
+                    self._backlogged.add(channel)
+            except OSError:
+                pass  # the peer is gone: its end-of-file reaches the reader
+        return [c for c in self._backlogged if not c.closed]
+
     def _pump_round(self, timeout: float, spin: float) -> bool:
         """Read and dispatch what arrives within ``timeout`` (after ``spin`` s of polling); holds the pump."""
         channels = self._readable
+        writing = self._flush_backlog() if self._backlogged else []
         ready = [c for c in channels if c.has_frame()]
         if not ready:
             end = time.perf_counter() + spin
             try:
                 while True:
-                    ready = select.select(channels, [], [], 0)[0]
-                    if ready or time.perf_counter() >= end:
+                    ready, writable, _ = select.select(channels, writing, [], 0)
+                    if ready or writable or time.perf_counter() >= end:
                         break
-                if not ready:
-                    ready = select.select(channels + [self._wake_r], [], [], timeout)[0]
+                if not ready and not writable:
+                    ready, writable, _ = select.select(channels + [self._wake_r], writing, [], timeout)
             except (OSError, ValueError):
                 return False  # a socket closed under us; the next round has a fresh list
+            if writable:
+                self._flush_backlog()
         for channel in ready:
             if channel is self._wake_r:
                 os.read(self._wake_r, 4096)
@@ -277,7 +304,7 @@ class LocalCluster(Cluster):
                     self._drain(channel)
                 except Exception as exc:  # keep routing whatever one message did
                     print(f"mlsys_ext router: {exc!r}", file=sys.stderr)
-        return bool(ready)
+        return bool(ready) or bool(writing)
 
     def _route(self) -> None:
         while not self.stopped:
@@ -311,7 +338,7 @@ class LocalCluster(Cluster):
             while not fut._done:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    self._pending.pop(fut._id, None)
+                    self._forget(fut)
                     raise fut._timeout_error(timeout)
                 if not self._pump.acquire(timeout=min(left, _ROUTER_TICK)):
                     continue  # another caller pumps, and may resolve our future meanwhile
@@ -324,6 +351,13 @@ class LocalCluster(Cluster):
         finally:
             self._callers -= 1
             self._router_resume = time.monotonic() + _ROUTER_GRACE
+
+    def _forget(self, fut: Future) -> None:
+        """Drop a timed-out future, so that a late reply or ack resolves nothing."""
+        self._pending.pop(fut._id, None)
+        w = self._procs.get(fut.actor)  # control futures are the worker's
+        if w is not None:
+            w.acks.pop(fut._id, None)
 
     # -- faults ------------------------------------------------------------
     def _worker_died(self, w: _Worker, restart: bool) -> None:
@@ -465,12 +499,16 @@ class LocalCluster(Cluster):
         return out
 
     def _jobs(self, targets, kind: str, payload: bytes, timeout) -> dict[str, WorkerResult]:
+        timeout = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
         asks = [(w.name, self._control(w, (kind,), payload)) for w in self._targets(targets)]
         results = {}
         for name, fut in asks:
             try:
-                value, printed = fut.result(timeout)
+                value, printed = fut.result(max(deadline - time.monotonic(), 0.0))
                 results[name] = WorkerResult(value, None, printed)
+            except ActorTimeoutError:
+                results[name] = WorkerResult(None, job_timeout_error(name, kind, timeout), "")
             except Exception as exc:
                 results[name] = WorkerResult(None, exc, "")
         return results

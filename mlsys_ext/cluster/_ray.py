@@ -58,7 +58,7 @@ from ray._private import ray_constants
 from ray.exceptions import GetTimeoutError, RayActorError, RayError
 
 from ._actor import ActorShell, CapturedOutput, Timers, current, run_job
-from ._cluster import ActorRecord, Cluster, WorkerResult
+from ._cluster import ActorRecord, Cluster, WorkerResult, job_timeout_error, spawn_timeout_error
 from ._context import ActorContext
 from ._errors import ActorDiedError, ActorTimeoutError, ClusterError
 from ._future import Future, failed_future
@@ -679,8 +679,7 @@ class RayCluster(_Messenger, Cluster):
         try:
             ok, body = ray.get(h.route.actor.spawn.remote(rec.name, rec.payload), timeout=self.timeout)
         except GetTimeoutError:
-            raise ActorTimeoutError(f"{rec.class_name}() did not finish within {self.timeout:g} s on "
-                                    f"{rec.worker}") from None
+            raise spawn_timeout_error(rec.name, rec.worker, self.timeout) from None
         except RayActorError:
             raise ActorDiedError(f"worker {rec.worker} died while starting actor {rec.name!r}") from None
         if not ok:
@@ -810,19 +809,19 @@ class RayCluster(_Messenger, Cluster):
 
     def _jobs(self, targets, kind: str, payload: bytes, timeout) -> dict[str, WorkerResult]:
         timeout = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
         asks = [(h.route.worker, h.route.actor.job.remote(kind, payload)) for h in self._targets(targets)]
         results = {}
         for worker, ref in asks:
             try:
-                ok, body = ray.get(ref, timeout=timeout)
+                ok, body = ray.get(ref, timeout=max(deadline - time.monotonic(), 0.0))
                 with decoding_for(self):
                     if not ok:
                         raise decode_error(body)
                     value, printed = loads(body)
                 results[worker] = WorkerResult(value, None, printed)
             except GetTimeoutError:
-                error = ActorTimeoutError(f"{worker} did not finish its {kind} within {timeout:g} s")
-                results[worker] = WorkerResult(None, error, "")
+                results[worker] = WorkerResult(None, job_timeout_error(worker, kind, timeout), "")
             except RayActorError:
                 results[worker] = WorkerResult(None, ActorDiedError(f"worker {worker} died"), "")
             except Exception as exc:

@@ -7,14 +7,15 @@ latency when calls come back to back.
 """
 from __future__ import annotations
 
+import os
 import pickle
 import select
 import socket
 import struct
 import threading
 import time
-
 import traceback
+from collections import deque
 
 import cloudpickle
 
@@ -55,12 +56,16 @@ class Channel:
     """One end of a socket pair carrying length-prefixed frames.
 
     Any thread may send (sends are serialised by a lock); one thread at a time
-    reads, which the owner of the channel arranges.
+    reads, which the owner of the channel arranges. A ``queued`` channel never
+    blocks a sender: what the socket will not take now waits in an outbox that
+    ``flush()`` sends later. The driver's channels are queued, because a driver
+    blocked writing to a worker that is itself blocked writing to the driver
+    would stop every socket from draining.
     """
 
-    __slots__ = ("sock", "fd", "_buf", "_send_lock", "closed", "_poller", "fds")
+    __slots__ = ("sock", "fd", "_buf", "_send_lock", "closed", "_poller", "fds", "_outbox")
 
-    def __init__(self, sock: socket.socket, carries_fds: bool = False):
+    def __init__(self, sock: socket.socket, carries_fds: bool = False, queued: bool = False):
         self.sock = sock
         # Descriptors that arrived with frames, in order; None when this channel carries none.
         self.fds: list[int] | None = [] if carries_fds else None
@@ -70,21 +75,55 @@ class Channel:
         self.closed = False
         self._poller = select.poll()
         self._poller.register(self.fd, select.POLLIN)
+        # (rest of a frame, descriptors still to go with it) in order; None: sends block instead
+        self._outbox: deque | None = deque() if queued else None
 
     def fileno(self) -> int:
         return self.fd
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes, fds: list[int] = ()) -> bool:
+        """Send one frame (with ``fds`` attached); True if part of it waits in the outbox."""
         frame = _HEADER.pack(len(data)) + data
         with self._send_lock:
-            self.sock.sendall(frame)
+            if self._outbox is None:
+                sent = socket.send_fds(self.sock, [frame], fds) if fds else 0
+                self.sock.sendall(memoryview(frame)[sent:])
+                return False
+            if not self._outbox:
+                sent = self._send_some(frame, fds)
+                if sent == len(frame):
+                    return False
+                frame, fds = memoryview(frame)[sent:], (() if sent else fds)
+            # the caller may close its descriptors as soon as we return
+            self._outbox.append((frame, [os.dup(fd) for fd in fds]))
+            return True
 
-    def send_with_fds(self, data: bytes, fds: list[int]) -> None:
-        frame = _HEADER.pack(len(data)) + data
+    def _send_some(self, frame, fds) -> int:
+        try:
+            if fds:
+                return socket.send_fds(self.sock, [frame], fds, socket.MSG_DONTWAIT)
+            return self.sock.send(frame, socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return 0
+
+    def flush(self) -> bool:
+        """Send what the outbox holds without blocking; True once it is empty.
+
+        OSError when the peer is gone (its end-of-file reaches the reader).
+        """
         with self._send_lock:
-            sent = socket.send_fds(self.sock, [frame], fds)
-            if sent < len(frame):
-                self.sock.sendall(frame[sent:])
+            box = self._outbox
+            while box:
+                frame, fds = box[0]
+                sent = self._send_some(frame, fds)
+                if sent:
+                    _close_all(fds)
+                    fds = []
+                if sent < len(frame):
+                    box[0] = (memoryview(frame)[sent:], fds)
+                    return False
+                box.popleft()
+            return True
 
     def _read(self, flags: int) -> bytes:
         if self.fds is None:
@@ -164,11 +203,21 @@ class Channel:
 
     def close(self) -> None:
         self.closed = True
+        if self._outbox:
+            with self._send_lock:
+                for _, fds in self._outbox:
+                    _close_all(fds)
+                self._outbox.clear()
         try:
             self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
         self.sock.close()
+
+
+def _close_all(fds) -> None:
+    for fd in fds:
+        os.close(fd)
 
 
 def pack(header: tuple, payload: bytes = b"") -> bytes:

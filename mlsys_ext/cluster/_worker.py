@@ -37,6 +37,8 @@ class _ActorHost(ActorShell):
         self.ids = itertools.count(1)
         self.processed = 0
         self._wake_r, self._wake_w = os.pipe()
+        self._wake_lock = threading.Lock()
+        self.dropped = False
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._poller = select.poll()
@@ -46,10 +48,13 @@ class _ActorHost(ActorShell):
     def post(self, item) -> None:
         """Queue a local item (a timer) and wake the actor's thread."""
         self.mailbox.append(item)
-        try:
-            os.write(self._wake_w, b"\0")
-        except BlockingIOError:
-            pass  # the pipe is full: the thread is awake already
+        with self._wake_lock:  # not after drop() closed the pipe: its number may be reused
+            if self.dropped:
+                return
+            try:
+                os.write(self._wake_w, b"\0")
+            except BlockingIOError:
+                pass  # the pipe is full: the thread is awake already
 
     def emit_log(self, stream: str, text: str) -> None:
         self.channel.send(pack(("log", 0, self.name, "driver", stream), text.encode()))
@@ -75,6 +80,7 @@ class _ActorHost(ActorShell):
         ok, body = self.construct(cls_payload)
         ack(ok, body)
         if not ok:
+            self.drop()
             return
         try:
             while True:
@@ -95,7 +101,18 @@ class _ActorHost(ActorShell):
                     _, msg_id, src, _, _ = header
                     self.channel.send(pack(("reply", msg_id, self.name, src, method, outcome[0]), outcome[1]))
         except (EOFError, OSError):
-            os._exit(0)  # the driver is gone
+            # The driver closed this actor's socket (a spawn it gave up on): this actor
+            # ends, its neighbours go on. The driver's end is the control socket.
+            self.drop()
+
+    def drop(self) -> None:
+        if self.runtime.actors.get(self.name) is self:  # a later spawn may reuse the name
+            del self.runtime.actors[self.name]
+        self.channel.close()
+        with self._wake_lock:
+            self.dropped = True
+            os.close(self._wake_r)
+            os.close(self._wake_w)
 
     def resolve(self, header, payload) -> None:
         fut = self.pending.pop(header[1], None)
@@ -109,6 +126,7 @@ class _ActorHost(ActorShell):
         while not fut._done:
             left = deadline - time.monotonic()
             if left <= 0:
+                self.pending.pop(fut._id, None)  # a late reply finds nothing to resolve
                 raise fut._timeout_error(timeout)
             frame = self.channel.recv(timeout=left)
             if frame is None:
@@ -146,7 +164,7 @@ class WorkerRuntime:
             host.channel.send(pack(("send", 0, host.name, dst, method), payload))
             return None
         msg_id = next(host.ids)
-        fut = Future(self, dst, method)
+        fut = Future(self, dst, method, msg_id)
         host.pending[msg_id] = fut
         host.channel.send(pack(("call", msg_id, host.name, dst, method), payload))
         return fut
@@ -177,7 +195,7 @@ class WorkerRuntime:
                     name=f"actor-{name}", daemon=True,
                 ).start()
             elif kind == "stats":
-                self._ack(req, True, dumps({n: h.processed for n, h in self.actors.items()}))
+                self._ack(req, True, dumps({n: h.processed for n, h in list(self.actors.items())}))
             elif kind in ("exec", "run"):
                 threading.Thread(target=self._run_job, args=(req, kind, bytes(payload)), daemon=True).start()
             elif kind == "stop":

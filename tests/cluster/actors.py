@@ -75,3 +75,51 @@ class Ticker:
     def arm_and_cancel(self):
         timer = context().set_timer(0.05, "tick", 1.0)
         context().cancel_timer(timer)
+
+
+class Blaster:
+    """Sends big messages to a peer, and prints a lot: traffic that fills socket buffers."""
+
+    def __init__(self):
+        self.received = 0
+
+    def blast(self, peer, mb, times=1):
+        payload = bytes(int(mb * 2**20))
+        for _ in range(times):
+            context().handle(peer).take.send(payload)
+        return len(payload) * times
+
+    def take(self, payload):
+        self.received += len(payload)
+
+    def total(self):
+        return self.received
+
+    def chatter(self, mb):
+        line = "x" * 1023
+        for _ in range(int(mb * 1024)):
+            print(line)
+        return mb
+
+
+class SlowStart(Counter):
+    """A constructor that takes a while: a model loading, numba compiling."""
+
+    def __init__(self, seconds):
+        time.sleep(seconds)
+        super().__init__()
+
+
+class Prober(Relay):
+    """A Relay that can count the calls it still waits for (the worker's pending table)."""
+
+    def call_with_timeout(self, name, timeout):
+        try:
+            return context().handle(name).incr.remote(1).result(timeout=timeout)
+        except Exception as exc:
+            return type(exc).__name__
+
+    def pending_calls(self):
+        from mlsys_ext.cluster._actor import current
+
+        return len(current.actor.pending)

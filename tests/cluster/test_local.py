@@ -9,7 +9,7 @@ from mlsys_ext.cluster import (ActorDiedError, ActorTimeoutError, Cluster, Clust
                                RemoteTraceback, context)
 from tests.conftest import pid_alive, wait_until
 
-from .actors import Counter, Relay, Ticker
+from .actors import Counter, Prober, Relay, SlowStart, Ticker
 
 
 def test_calls_return_values_in_order(cluster):
@@ -413,3 +413,29 @@ def test_future_exception_returns_the_remote_error_and_none_on_success(cluster):
     error = c.fail.remote("told to").exception(timeout=5)
     assert isinstance(error, ValueError) and "told to" in str(error)
     assert c.incr.remote().exception(timeout=5) is None
+
+
+def test_a_spawn_that_times_out_fails_alone_and_its_neighbours_live_on():
+    with Cluster(1, timeout=1.0, echo=False) as c:
+        b = c.spawn(Counter, name="b")
+        pid = b.pid.remote().result()
+        with pytest.raises(ActorTimeoutError, match="spawning 's' on w0 took longer"):
+            c.spawn(SlowStart, 2.0, name="s")
+        assert c.actors == ["b"]
+        time.sleep(1.5)  # the slow constructor has returned on the worker meanwhile
+        assert b.incr.remote().result() == 1
+        assert b.pid.remote().result() == pid
+        assert c.status().set_index("name").loc["b", "state"] == "alive"
+        again = c.spawn(SlowStart, 0.0, name="s")  # the name is free again
+        assert again.incr.remote().result() == 1
+
+
+def test_timed_out_actor_to_actor_calls_leave_no_pending_futures(cluster):
+    prober = cluster.spawn(Prober, name="p", worker="w0")
+    cluster.spawn(Counter, name="c", worker="w1")
+    cluster.set_network(drop=1.0, link=("p", "c"))
+    outcomes = [prober.call_with_timeout.remote("c", 0.02).result() for _ in range(20)]
+    assert outcomes == ["ActorTimeoutError"] * 20
+    assert prober.pending_calls.remote().result() == 0
+    cluster.set_network(drop=0.0, link=("p", "c"))
+    assert prober.call_with_timeout.remote("c", 5).result() == 1
