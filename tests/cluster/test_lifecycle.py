@@ -115,3 +115,23 @@ def test_local_backend_opens_no_network_port():
         for pid in worker_pids(cl):
             assert psutil.Process(pid).net_connections(kind="inet") == []
         assert {c.laddr for c in me.net_connections(kind="inet")} == before
+
+
+def test_a_worker_count_above_the_limit_is_refused_before_any_process_starts(monkeypatch):
+    import psutil
+
+    from mlsys_ext.cluster import max_workers
+
+    before = len(psutil.Process().children())
+    with pytest.raises(ValueError, match=r"n = 100000 workers is more than the limit of \d+ \(4 per CPU\)"):
+        Cluster(100_000)
+    assert len(psutil.Process().children()) == before
+    assert max_workers() == 4 * os.cpu_count()
+    monkeypatch.setenv("MLSYS_MAX_WORKERS", "1")
+    with pytest.raises(ValueError, match="limit of 1"):
+        Cluster(2)
+    with Cluster(1) as c:
+        assert c.workers == ["w0"]
+    monkeypatch.setenv("MLSYS_MAX_WORKERS", "many")
+    with pytest.raises(ValueError, match=r"\$MLSYS_MAX_WORKERS must be an integer"):
+        Cluster(1)
