@@ -130,23 +130,30 @@ class Simulation:
         self._applied[i].append((snapshot.index, snapshot))
         if self._clients:
             self._stores[i] = KVStore.restore(snapshot.data)
+            # Clients waiting on indexes the snapshot covers retry; the store's
+            # duplicate table gives a command that did commit its first output.
+            for index in [at for at in self._waiters[i] if at <= snapshot.index]:
+                self._waiters[i].pop(index)[1](("wrong leader", None))
         self._event(i, "snapshot", self._nodes[i].term, f"installed up to {snapshot.index}")
 
     def _apply(self, i: int, entry) -> None:
-        if entry.kind != ENTRY_NORMAL or not entry.data:  # membership changes and leaders' empty entries
+        is_command = entry.kind == ENTRY_NORMAL and bool(entry.data)  # not a membership change or leader's empty entry
+        if not self._clients:
+            if is_command:
+                self._applied[i].append((entry.index, pickle.loads(entry.data)))  # made by start(), this session
             return
-        if self._clients:
+        output = None
+        if is_command:
             output = self._stores[i].apply(entry.data)
             self._applied[i].append((entry.index, entry.data))
-            waiter = self._waiters[i].pop(entry.index, None)
-            if waiter is not None:
-                expected, reply = waiter
-                reply(("ok", output) if entry.data == expected else ("wrong leader", None))
             if self._snapshot_every and entry.index - self._storages[i].snapshot.index >= self._snapshot_every:
                 # the service hands Raft its state; the node compacts once this Ready is done
                 self._at(0.0, self._service_snapshot, i, self._incarnation[i], entry.index, self._stores[i].snapshot())
-        else:
-            self._applied[i].append((entry.index, pickle.loads(entry.data)))  # made by start(), this session
+        # whatever entry takes the index answers the client waiting on it, a new leader's empty entry too
+        waiter = self._waiters[i].pop(entry.index, None)
+        if waiter is not None:
+            expected, reply = waiter
+            reply(("ok", output) if is_command and entry.data == expected else ("wrong leader", None))
 
     def _event(self, node: int | None, kind: str, term: int, detail: str) -> None:
         self._events.append((self.now, node, kind, term, detail))

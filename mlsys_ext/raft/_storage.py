@@ -6,8 +6,8 @@ messages. A storage holds the latest snapshot, the entries after it, and the har
 
 FileStorage format (all integers big-endian)::
 
-    header   b"RAFTWAL\\0"  u16 version (1)
-    record   u32 payload length | u8 type | u32 crc32(type byte + payload) | payload
+    header   b"RAFTWAL\\0"  u16 version (2)
+    record   u32 payload length | u8 type | u32 crc32(type byte + payload) | u32 crc32(those 9 bytes) | payload
     ENTRY      (1)  u64 index, u64 term, u8 kind, data bytes
     HARD_STATE (2)  u64 term, i64 vote (-1 = none), u64 commit
     SNAPSHOT   (3)  u64 index, u64 term, u32 #voters, u32 #learners, i64 ids..., data bytes
@@ -19,9 +19,11 @@ compaction) rewrites the file: snapshot, hard state and the remaining entries go
 temporary file that atomically replaces the old one, so a SNAPSHOT record only ever
 comes first.
 
-On open, a torn or corrupt *last* record (a crash in the middle of a write) is cut off
-and its size reported in ``truncated_bytes``; a bad record followed by more records is
-not a torn write, and raises CorruptLogError.
+On open, a damaged record that no intact record follows (a torn write: a crash in the
+middle of the last write) is cut off with whatever comes after it, and the bytes cut are
+reported in ``truncated_bytes``; a damaged record followed by an intact one is not a torn
+write, and raises CorruptLogError. Each record header has its own CRC, so a damaged
+length is never trusted to say where the next record starts.
 """
 from __future__ import annotations
 
@@ -99,17 +101,45 @@ class CorruptLogError(ValueError):
 
 
 _MAGIC = b"RAFTWAL\x00"
-_VERSION = 1
+_VERSION = 2  # 2 added the record header's CRC
 _FILE_HEADER = struct.Struct(">8sH")
-_RECORD_HEADER = struct.Struct(">IBI")
+_RECORD_FIELDS = struct.Struct(">IBI")  # payload length, type, payload CRC
+_HEADER_CRC = struct.Struct(">I")
+_RECORD_HEADER_SIZE = _RECORD_FIELDS.size + _HEADER_CRC.size
 _ENTRY = struct.Struct(">QQB")
 _HARD_STATE = struct.Struct(">QqQ")
 _SNAPSHOT = struct.Struct(">QQII")
 ENTRY_RECORD, HARD_STATE_RECORD, SNAPSHOT_RECORD = 1, 2, 3
 
 
+def _payload_crc(kind: int, payload: bytes) -> int:
+    return zlib.crc32(payload, zlib.crc32(bytes((kind,))))
+
+
 def _record(kind: int, payload: bytes) -> bytes:
-    return _RECORD_HEADER.pack(len(payload), kind, zlib.crc32(payload, zlib.crc32(bytes((kind,))))) + payload
+    fields = _RECORD_FIELDS.pack(len(payload), kind, _payload_crc(kind, payload))
+    return fields + _HEADER_CRC.pack(zlib.crc32(fields)) + payload
+
+
+def _intact_header(data: bytes, pos: int) -> tuple[int, int, int] | None:
+    """(payload length, type, payload CRC) of the record at ``pos``; None if its header is cut short or damaged."""
+    crc_at = pos + _RECORD_FIELDS.size
+    if (crc_at + _HEADER_CRC.size > len(data)
+            or zlib.crc32(data[pos:crc_at]) != _HEADER_CRC.unpack_from(data, crc_at)[0]):
+        return None
+    return _RECORD_FIELDS.unpack_from(data, pos)
+
+
+def _intact_record(data: bytes, pos: int) -> tuple[int, bytes] | None:
+    """(type, payload) of the record at ``pos``, or None if any of it is missing or fails a CRC."""
+    header = _intact_header(data, pos)
+    if header is None:
+        return None
+    length, kind, crc = header
+    payload = data[pos + _RECORD_HEADER_SIZE:pos + _RECORD_HEADER_SIZE + length]
+    if len(payload) < length or _payload_crc(kind, payload) != crc:
+        return None
+    return kind, payload
 
 
 def _entry_record(entry: Entry) -> bytes:
@@ -212,27 +242,27 @@ class FileStorage(MemoryStorage):
         if version != _VERSION:
             raise CorruptLogError(f"{self.path} has format version {version}; this code reads version {_VERSION}")
         pos = _FILE_HEADER.size
-        while pos < len(data):
-            record_end = pos + _RECORD_HEADER.size
-            if record_end <= len(data):
-                length, kind, crc = _RECORD_HEADER.unpack_from(data, pos)
-                record_end += length
-            if record_end > len(data):
-                break  # a torn last record: its header or payload was not fully written
-            payload = data[pos + _RECORD_HEADER.size:record_end]
-            if zlib.crc32(payload, zlib.crc32(bytes((kind,)))) != crc:
-                if record_end == len(data):
-                    break  # the last record is garbled: also a torn write
-                raise CorruptLogError(f"{self.path}: record at byte {pos} fails its CRC check and is followed by "
-                                      f"{len(data) - record_end} more bytes; the log is corrupt, not torn")
+        while (record := _intact_record(data, pos)) is not None:
+            kind, payload = record
             self._apply_record(kind, payload, pos)
-            pos = record_end
+            pos += _RECORD_HEADER_SIZE + len(payload)
         if pos < len(data):
+            self._check_torn(data, pos)
             self.truncated_bytes = len(data) - pos
             with open(self.path, "r+b") as f:
                 f.truncate(pos)
                 if self.fsync:
                     os.fsync(f.fileno())
+
+    def _check_torn(self, data: bytes, pos: int) -> None:
+        """Raise CorruptLogError unless the damaged record at ``pos`` can be a torn write: no intact record follows."""
+        header = _intact_header(data, pos)
+        # search from where an intact header says the record ends; a damaged header's length cannot be trusted
+        after = pos + 1 if header is None else pos + _RECORD_HEADER_SIZE + header[0]
+        following = next((at for at in range(after, len(data)) if _intact_record(data, at) is not None), None)
+        if following is not None:
+            raise CorruptLogError(f"{self.path}: record at byte {pos} is damaged and an intact record follows at "
+                                  f"byte {following}; the log is corrupt, not torn")
 
     def _apply_record(self, kind: int, payload: bytes, pos: int) -> None:
         if kind == ENTRY_RECORD:

@@ -3,7 +3,8 @@ import random
 
 import pytest
 
-from mlsys_ext.raft import RaftConfig, Simulation, check_linearizable
+from mlsys_ext.raft import RaftConfig, Simulation, Snapshot, check_linearizable
+from mlsys_ext.raft._simulation import CLIENT_TIMEOUT
 
 SEEDS = range(12)
 ELECTION = 5.0  # seconds within which a leader must emerge
@@ -405,3 +406,63 @@ def test_kv_with_snapshots_stays_linearizable_and_small_through_crashes(seed):
     assert max(sim.persisted_size(i) for i in range(3)) < 60 * 200, "logs were compacted"
     stores = {repr(sorted(sim.kv_state(i).items())) for i in range(3)}
     assert len(stores) == 1, "every server ends with the same store"
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_kv_client_hears_at_once_when_a_new_leaders_entry_takes_its_index(seed):
+    # no pre-vote or leader lease, so force_timeout elects a new leader at once, long before the 1 s client timeout
+    sim = Simulation(3, seed=seed, config=RaftConfig(prevote=False, check_quorum=False))
+    client = sim.kv(1)[0]
+    warmup = client.put("k", "v0")
+    while not warmup.done:
+        sim.run_for(0.1)
+    sim.run_for(0.5)
+    old = sim.leader()
+    others = [i for i in range(3) if i != old]
+    sim.partition([old], others)
+    index = sim.status(old).last_index + 1
+    operation = client.put("k", "v1")
+    sim.run_for(0.01)
+    assert sim.status(old).last_index == index and sim.status(others[0]).last_index == index - 1
+    sim.force_timeout(others[0])  # the new leader's empty entry takes the index the old leader proposed at
+    sim.run_for(0.01)
+    assert sim.leader() == others[0] and sim.status(others[0]).commit == index
+    sim.heal()
+    sim.run_for(0.2)
+    assert sim.status(old).applied >= index and index not in [at for at, _ in sim.applied(old)], \
+        "the old leader applied the new leader's empty entry at the index"
+    assert operation.done, "the client was told at once to retry, not left to its timeout"
+    assert check_linearizable(sim.history()).result == "ok"
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_kv_client_hears_at_once_when_a_snapshot_covers_its_index(seed):
+    sim = Simulation(3, seed=seed, config=RaftConfig(prevote=False, check_quorum=False))
+    writer, waiting = sim.kv(2, snapshot_every=2)  # both start by asking server 0
+
+    def finish(operation):
+        while not operation.done:
+            sim.run_for(0.02)
+
+    sim.run_for(0.5)
+    sim.force_timeout(0)
+    sim.run_for(0.2)
+    finish(writer.put("k", "v0"))
+    sim.partition([0], [1, 2])
+    sim.force_timeout(1)
+    sim.run_for(0.05)
+    finish(writer.put("k", "v1"))  # times out on the cut-off old leader 0, then finds the new one
+    operation = waiting.put("k", "v2")  # proposed on the old leader, which cannot commit it
+    sim.run_for(0.01)
+    for n in range(6):  # the majority moves on and compacts past the index
+        finish(writer.put("k", f"w{n}"))
+    assert sim.status(1).first_index > sim.status(0).last_index, "the new leader compacted past the index"
+    assert not operation.done
+    sim.heal()
+    sim.run_for(0.2)
+    assert any(isinstance(item, Snapshot) for _, item in sim.applied(0)), "the old leader caught up by a snapshot"
+    assert operation.done, "the client was told at once to retry, not left to its timeout"
+    history = sim.history()
+    record = history[history.client == waiting.id].iloc[-1]
+    assert record.ret - record.call < CLIENT_TIMEOUT
+    assert check_linearizable(sim.history()).result == "ok"

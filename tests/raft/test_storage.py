@@ -1,4 +1,5 @@
 """MemoryStorage and FileStorage: round trips, overwritten suffixes, torn tails, corruption, fsync."""
+import bisect
 import os
 
 import pytest
@@ -101,6 +102,60 @@ def test_corruption_before_the_tail_raises(tmp_path):
     data[30] ^= 0xFF   # inside the first records
     path.write_bytes(bytes(data))
     with pytest.raises(CorruptLogError, match="corrupt, not torn"):
+        FileStorage(path)
+
+
+def write_records(path):
+    """A small log written one record per save: its bytes, and the state and file size after each save.
+    The last entry carries a copy of an earlier record as its data, which must not pass for a record of its own."""
+    with FileStorage(path, fsync=False) as storage:
+        states, sizes = [state(storage)], [path.stat().st_size]
+        for ready in (Ready(entries=entries(1, 2)), Ready(entries=entries(2, 3)), Ready(hard_state=HardState(2, 1, 1))):
+            storage.save(ready)
+            states.append(state(storage))
+            sizes.append(path.stat().st_size)
+        storage.save(Ready(entries=(Entry(3, 2, path.read_bytes()[sizes[0]:sizes[1]]),)))
+        states.append(state(storage))
+        sizes.append(path.stat().st_size)
+    return path.read_bytes(), states, sizes
+
+
+def test_a_flipped_bit_is_refused_or_costs_at_most_the_last_record(tmp_path):
+    path = tmp_path / "raft.log"
+    data, states, _ = write_records(path)
+    silent_losses = []
+    for bit in range(8 * len(data)):
+        damaged = bytearray(data)
+        damaged[bit // 8] ^= 1 << bit % 8
+        path.write_bytes(bytes(damaged))
+        try:
+            with FileStorage(path, fsync=False) as storage:
+                loaded = state(storage)
+        except CorruptLogError:
+            continue
+        if loaded not in states[-2:]:  # only the last record can be a torn write
+            silent_losses.append(bit)
+    assert silent_losses == []
+
+
+def test_a_log_cut_at_any_byte_keeps_every_whole_record(tmp_path):
+    path = tmp_path / "raft.log"
+    data, states, sizes = write_records(path)
+    for cut in range(sizes[0], len(data)):
+        path.write_bytes(data[:cut])
+        whole = bisect.bisect_right(sizes, cut) - 1  # the saves that were written in full
+        with FileStorage(path, fsync=False) as storage:
+            assert (state(storage), storage.truncated_bytes) == (states[whole], cut - sizes[whole]), f"cut at {cut}"
+
+
+@pytest.mark.parametrize("version", [1, 3])
+def test_an_old_or_unknown_format_version_is_refused(tmp_path, version):
+    path = tmp_path / "raft.log"
+    write_log(path)
+    data = bytearray(path.read_bytes())
+    data[8:10] = version.to_bytes(2, "big")
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptLogError, match=f"format version {version}; this code reads version 2"):
         FileStorage(path)
 
 
