@@ -241,6 +241,8 @@ class _Hosted(ActorShell):
             return
         while True:
             item = self.mailbox.get()
+            if item[0] == "drop":  # the driver gave up on this actor's spawn
+                return
             if item[0] == "timer":  # posted by Timers
                 _, method, args, kwargs = item
                 self.run_method(method, args=args, kwargs=kwargs, reply=False)
@@ -330,10 +332,19 @@ class _Host:
         self.runtime.actors[name] = actor
         done = asyncio.get_running_loop().create_future()
         actor.start(payload, done)
-        ok, body = await done
+        try:
+            ok, body = await asyncio.shield(done)
+        except asyncio.CancelledError:  # the spawn timed out: drop the actor once its constructor returns
+            done.add_done_callback(lambda _: self._drop(name, actor))
+            raise
         if not ok:
             del self.runtime.actors[name]
         return ok, body
+
+    def _drop(self, name: str, actor: _Hosted) -> None:
+        if self.runtime.actors.get(name) is actor:  # a later spawn may reuse the name
+            del self.runtime.actors[name]
+        actor.post(("drop",))
 
     @ray.method(concurrency_group="control")
     async def poll(self):
@@ -676,9 +687,11 @@ class RayCluster(_Messenger, Cluster):
         h = self._hosts.get(rec.worker)
         if h is None or not h.alive:
             raise ActorDiedError(f"worker {rec.worker} is dead: restart it with cluster.restart({rec.worker!r})")
+        spawned = h.route.actor.spawn.remote(rec.name, rec.payload)
         try:
-            ok, body = ray.get(h.route.actor.spawn.remote(rec.name, rec.payload), timeout=self.timeout)
+            ok, body = ray.get(spawned, timeout=self.timeout)
         except GetTimeoutError:
+            ray.cancel(spawned)  # the host drops the actor when its constructor returns
             raise spawn_timeout_error(rec.name, rec.worker, self.timeout) from None
         except RayActorError:
             raise ActorDiedError(f"worker {rec.worker} died while starting actor {rec.name!r}") from None

@@ -18,7 +18,7 @@ from mlsys_ext.cluster import (ActorDiedError, ActorTimeoutError, Cluster, Clust
                                RemoteTraceback, context)
 from tests.conftest import pid_alive, wait_until
 
-from .actors import Counter, Relay, Ticker
+from .actors import Counter, Relay, SlowStart, Ticker
 
 pytestmark = pytest.mark.timeout(180)
 LOOPBACK = ("127.0.0.1", "::1", "::ffff:127.0.0.1")
@@ -111,6 +111,23 @@ def test_arguments_that_cannot_be_rebuilt_give_an_error(cl):
 
 def _refuse_to_load():
     raise RuntimeError("this argument cannot be rebuilt here")
+
+
+def test_a_spawn_that_times_out_fails_alone_and_its_neighbours_live_on(cl, monkeypatch):
+    b = cl.spawn(Counter, name="timeout_b", worker="w0")
+    monkeypatch.setattr(cl, "timeout", 1.0)
+    with pytest.raises(ActorTimeoutError, match="spawning 'timeout_s' on w0 took longer"):
+        cl.spawn(SlowStart, 2.0, name="timeout_s", worker="w0")
+    assert "timeout_s" not in cl.actors
+    def hosted():
+        from mlsys_ext.cluster import _handle
+
+        return list(_handle._process_runtime.actors)
+
+    wait_until(lambda: "timeout_s" not in cl.run(hosted, targets="w0")["w0"].get(), timeout=10)
+    assert b.incr.remote().result() == 1
+    again = cl.spawn(SlowStart, 0.0, name="timeout_s", worker="w0")  # the name is free again
+    assert again.incr.remote().result() == 1
 
 
 def test_constructor_error_reaches_spawn(cl):
