@@ -16,6 +16,10 @@ MinHash and LSH (MinHash bands, SimHash hyperplanes), fast on numpy batches.
     lsh.insert_many(names, mh.signatures(token_sets))
     lsh.query(mh.signature(tokens))        # candidate near-duplicates
 
+Sketches built apart with equal parameters combine, one way for all of them:
+``a.merge(b)`` adds b to a in place and returns a; ``a | b`` is a new sketch of both,
+the operands unchanged.
+
 Pure core: numpy and numba only, no IPython, widget or plotting imports (the
 Jupyter wing adds panels on top). Kernels compile on first use and are cached.
 """

@@ -32,6 +32,8 @@ other's bit.
   99 serial at 1M keys, 36 against 13 at 10M.
 Queries only read, so they split the keys.
 """
+import math
+
 import numpy as np
 from numba import njit, prange
 
@@ -213,3 +215,20 @@ def fill_power_means(num_bins, throws_per_step, power, out):
         for x in range(highest + 1):
             total += dist[x] * fill_power[x]
         out[step] = total
+
+
+@njit(cache=True)
+def binomial_mixture(n, p, lo, hi, values):
+    """(sum of P(J = j) values[j] over lo <= j <= hi, the sum of those P(J = j)) for
+    J ~ Binomial(n, p), 0 < p < 1. log P(J = lo) by lgamma, then the ratios
+    P(j + 1) / P(j) = (n - j) p / ((j + 1)(1 - p))."""
+    log_odds = math.log(p) - math.log1p(-p)
+    log_weight = (math.lgamma(n + 1) - math.lgamma(lo + 1) - math.lgamma(n - lo + 1)
+                  + lo * math.log(p) + (n - lo) * math.log1p(-p))
+    total = mass = 0.0
+    for j in range(lo, hi + 1):
+        weight = math.exp(log_weight)
+        total += weight * values[j]
+        mass += weight
+        log_weight += math.log((n - j) / (j + 1)) + log_odds
+    return total, mass

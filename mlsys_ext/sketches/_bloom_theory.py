@@ -6,12 +6,14 @@ bits, which is larger (the function is convex in X): noticeably so for small m.
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
 
-from ._bloom_kernels import fill_power_means
+from ._bloom_kernels import binomial_mixture, fill_power_means
 
+WORD_BITS = 64  # a classic filter has whole 64-bit words
 BLOCK_BITS = 512  # a blocked filter's block: one 64-byte cache line
 # The exact distribution of X costs (bins x balls thrown) steps; beyond this many,
 # a normal distribution with X's exact mean and variance stands in for it.
@@ -28,19 +30,61 @@ _TAIL_SDS = 10
 _FULL_BLOCK_THROWS = BLOCK_BITS * 48
 
 
-def optimal_size(capacity: int, fpr: float, block_bits: int) -> tuple[int, int]:
-    """(num_bits, num_hashes) for ``capacity`` keys at false-positive rate ``fpr``.
+def classic_size(capacity: int, fpr: float) -> tuple[int, int]:
+    """(num_bits, num_hashes) of a classic filter for ``capacity`` keys at rate ``fpr``.
 
-    m = -n ln p / (ln 2)^2 rounded up to whole units of ``block_bits`` (a 64-bit
-    word, or a 512-bit block); k = (m/n) ln 2 rounded to the neighbouring integer
-    with the lower textbook rate (the smaller on a tie: fewer memory accesses).
+    m = -n ln p / (ln 2)^2 rounded up to whole 64-bit words; k = (m/n) ln 2 rounded
+    to the neighbouring integer with the lower textbook rate (the smaller on a tie:
+    fewer memory accesses).
     """
     ideal_bits = -capacity * math.log(fpr) / math.log(2) ** 2
-    num_bits = max(1, math.ceil(ideal_bits / block_bits)) * block_bits
+    num_bits = max(1, math.ceil(ideal_bits / WORD_BITS)) * WORD_BITS
     ideal_hashes = num_bits / capacity * math.log(2)
     candidates = sorted({max(1, math.floor(ideal_hashes)), max(1, math.ceil(ideal_hashes))})
     num_hashes = min(candidates, key=lambda k: fpr_classic(num_bits, k, np.asarray(capacity)))
     return num_bits, num_hashes
+
+
+def blocked_size(capacity: int, fpr: float) -> tuple[int, int]:
+    """(num_bits, num_hashes) of a blocked filter whose exact rate after ``capacity``
+    keys is at most ``fpr``: the fewest 512-bit blocks, no fewer than the classic
+    size, that reach ``fpr`` with the chosen k.
+
+    The textbook size falls short because blocks receive uneven numbers of keys.
+    Searching on the exact per-block rates would cost a recursion per k tried, so k
+    is chosen on their textbook form (1 - (1 - 1/512)^{jk})^k for j keys, which is
+    cheap: walking down from the classic filter's k, the one needing the fewest
+    blocks (the smaller on a tie). Never more hashes than classic: that would lower
+    the rate of a filter with bits to spare (one block for a few keys) at a memory
+    access each. The blocks for that k are then found on the exact rates (one short
+    recursion). Each bisection step costs only the binomial weights.
+    """
+    classic_bits, k = classic_size(capacity, fpr)
+    least = math.ceil(classic_bits / BLOCK_BITS)
+
+    def blocks_needed(num_hashes: int, table_of) -> int:
+        full_at = _full_at(num_hashes)
+        # More blocks only lower a block's likely key counts: a table for ``least`` serves them all.
+        table = table_of(num_hashes, _key_window(capacity, least, full_at)[1])
+        return _fewest_blocks(lambda blocks: _blocked_rate(capacity, blocks, full_at, table) <= fpr, least)
+
+    blocks = blocks_needed(k, _textbook_block_rates)
+    while k > 1 and (fewer := blocks_needed(k - 1, _textbook_block_rates)) <= blocks:  # unimodal in k
+        k, blocks = k - 1, fewer
+    return blocks_needed(k, _block_power_means) * BLOCK_BITS, k
+
+
+def _fewest_blocks(meets, least: int) -> int:
+    """The fewest blocks, at least ``least``, that ``meets`` the rate (which falls as blocks are added)."""
+    if meets(least):
+        return least
+    low, high = least, 2 * least
+    while not meets(high):
+        low, high = high, 2 * high
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if meets(middle) else (middle, high)
+    return high
 
 
 def fpr_classic(num_bits: int, num_hashes: int, n: np.ndarray) -> np.ndarray:
@@ -66,32 +110,48 @@ def fpr_exact_blocked(num_blocks: int, num_hashes: int, n: np.ndarray) -> np.nda
     J ~ Binomial(n, 1/B) of the keys, each setting k independent uniform bits among
     its 512. Always exact: past ``_FULL_BLOCK_THROWS`` bits set, a block is full to
     double precision, which bounds the distribution's size."""
-    full_at = math.ceil(_FULL_BLOCK_THROWS / num_hashes)  # keys that fill a block
-    windows = [_keys_per_block(int(count), num_blocks, full_at) for count in n]
-    table = np.empty(max(int(keys[-1]) for keys, _ in windows) + 1)
+    full_at = _full_at(num_hashes)
+    table = _block_power_means(num_hashes, max(_key_window(int(count), num_blocks, full_at)[1] for count in n))
+    return np.asarray([_blocked_rate(int(count), num_blocks, full_at, table) for count in n])
+
+
+def _full_at(num_hashes: int) -> int:
+    """Keys that fill a block to double precision."""
+    return math.ceil(_FULL_BLOCK_THROWS / num_hashes)
+
+
+def _block_power_means(num_hashes: int, most_keys: int) -> np.ndarray:
+    """E[(X_j/512)^k] for j = 0 .. most_keys keys in a block: the exact per-block rates."""
+    table = np.empty(most_keys + 1)
     fill_power_means(BLOCK_BITS, num_hashes, num_hashes, table)
-    rates = []
-    for keys, weights in windows:
-        # The probability of more than ``full_at`` keys (if any) meets a full block.
-        beyond = max(0.0, 1.0 - weights.sum()) if keys[-1] == full_at else 0.0
-        rates.append(weights @ table[keys] + beyond)
-    return np.asarray(rates)
+    return table
 
 
-def _keys_per_block(n: int, num_blocks: int, full_at: int) -> tuple[np.ndarray, np.ndarray]:
-    """The likely values j <= full_at of a block's key count J ~ Binomial(n, 1/B), and P(J = j)."""
+@functools.lru_cache(maxsize=64)  # the sizing's search asks for each one many times
+def _textbook_block_rates(num_hashes: int, most_keys: int) -> np.ndarray:
+    """(1 - (1 - 1/512)^{jk})^k for j = 0 .. most_keys: the per-block rates at the mean fill."""
+    throws = num_hashes * np.arange(most_keys + 1)
+    return (-np.expm1(throws * math.log1p(-1 / BLOCK_BITS))) ** num_hashes
+
+
+def _blocked_rate(n: int, num_blocks: int, full_at: int, table: np.ndarray) -> float:
+    """The rate after ``n`` keys from per-block rates ``table`` covering ``_key_window``."""
+    lo, hi = _key_window(n, num_blocks, full_at)
     if num_blocks == 1:
-        return np.array([min(n, full_at)]), np.array([1.0])
+        return float(table[hi])
+    rate, mass = binomial_mixture(n, 1.0 / num_blocks, lo, hi, table)
+    # The probability of more than ``full_at`` keys (if any) meets a full block.
+    return rate + (max(0.0, 1.0 - mass) if hi == full_at else 0.0)
+
+
+def _key_window(n: int, num_blocks: int, full_at: int) -> tuple[int, int]:
+    """The likely key counts lo <= j <= hi (hi <= full_at) of a block, J ~ Binomial(n, 1/B)."""
+    if num_blocks == 1:
+        return min(n, full_at), min(n, full_at)
     p = 1.0 / num_blocks
     mean, sd = n * p, math.sqrt(n * p * (1 - p))
     hi = min(n, full_at, math.ceil(mean + _TAIL_SDS * sd + _TAIL_SDS))
-    lo = min(hi, max(0, math.floor(mean - _TAIL_SDS * sd - _TAIL_SDS)))
-    keys = np.arange(lo, hi + 1)
-    # log P(J = j) from log P(J = lo) and the ratios P(j + 1) / P(j) = (n - j) p / ((j + 1)(1 - p)).
-    log_first = (math.lgamma(n + 1) - math.lgamma(lo + 1) - math.lgamma(n - lo + 1)
-                 + lo * math.log(p) + (n - lo) * math.log1p(-p))
-    log_ratios = np.log((n - keys[:-1]) / (keys[:-1] + 1)) + math.log(p) - math.log1p(-p)
-    return keys, np.exp(log_first + np.concatenate(([0.0], np.cumsum(log_ratios))))
+    return min(hi, max(0, math.floor(mean - _TAIL_SDS * sd - _TAIL_SDS))), hi
 
 
 def _fill_power_mean_normal(bins: int, throws: np.ndarray, power: int) -> np.ndarray:

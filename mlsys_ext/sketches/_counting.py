@@ -4,11 +4,20 @@ from __future__ import annotations
 import numpy as np
 
 from . import _bloom_theory, _counting_kernels
+from ._bloom import SHAPE_CONSTRAINTS, sized_shape
 from ._format import ByteFormat
 from ._hashing import SEED, hash_keys, key_batch, single_key
 from ._validation import Integer, OpenInterval, validate
 
-_FORMAT = ByteFormat(b"MLSXCBLM", 1, "QIQQdQ", "CountingBloomFilter")  # m, k, seed, capacity, fpr, count
+_PARAMETER_CONSTRAINTS = {"capacity": Integer(low=1), "fpr": OpenInterval(0.0, 1.0), "seed": SEED}
+_FORMAT = ByteFormat(b"MLSXCBLM", 1, "CountingBloomFilter", {
+    "num_counters": ("Q", SHAPE_CONSTRAINTS["num_bits"]),
+    "num_hashes": ("I", SHAPE_CONSTRAINTS["num_hashes"]),
+    "seed": ("Q", SEED),
+    "capacity": ("Q", _PARAMETER_CONSTRAINTS["capacity"]),
+    "fpr": ("d", _PARAMETER_CONSTRAINTS["fpr"]),
+    "count": ("Q", Integer(low=0, high=2**63)),
+})
 
 
 class CountingBloomFilter:
@@ -19,14 +28,15 @@ class CountingBloomFilter:
     chance (a false positive) decrements other keys' counters and can make them
     vanish. A key reported absent (some counter is zero) was certainly never added,
     and removing it raises KeyError. A counter that reaches 255 stays at 255. Costs
-    8 times the memory of a ``BloomFilter``; serial kernels.
+    8 times the memory of a ``BloomFilter``; serial kernels. ``a.merge(b)`` adds b's
+    counters to a (in place), ``a | b`` is a new filter of both.
     """
 
-    _parameter_constraints = {"capacity": Integer(low=1), "fpr": OpenInterval(0.0, 1.0), "seed": SEED}
+    _parameter_constraints = _PARAMETER_CONSTRAINTS
 
     def __init__(self, capacity: int, fpr: float, seed: int = 0):
         validate(self._parameter_constraints, capacity=capacity, fpr=fpr, seed=seed)
-        num_bits, num_hashes = _bloom_theory.optimal_size(capacity, fpr, 64)
+        num_bits, num_hashes = sized_shape("classic", capacity, fpr)  # the positions of a classic filter
         self._capacity, self._fpr, self._seed = capacity, fpr, seed
         self._set_state(num_hashes, np.zeros(num_bits, dtype=np.uint8), 0)
 
@@ -94,18 +104,31 @@ class CountingBloomFilter:
         return float(_bloom_theory.fpr_exact_classic(len(self._counters), self._num_hashes,
                                                      np.asarray([n], dtype=np.int64))[0])
 
-    def union(self, other: CountingBloomFilter) -> CountingBloomFilter:
-        """The filter both key multisets would give (counters added, saturating at 255)."""
+    def merge(self, other: CountingBloomFilter) -> CountingBloomFilter:
+        """Add the keys of ``other`` to this filter (in place; returns self): it becomes
+        the filter both key multisets would give (counters added, saturating at 255).
+        ``a | b`` is a new filter, the operands unchanged."""
         if not isinstance(other, CountingBloomFilter) or (self.num_counters, self._num_hashes, self._seed) != \
                 (other.num_counters, other._num_hashes, other._seed):
-            raise ValueError("union needs a CountingBloomFilter of equal size, k and seed")
-        counters = np.minimum(self._counters.astype(np.uint16) + other._counters, 255).astype(np.uint8)
-        out = object.__new__(CountingBloomFilter)
-        out._capacity, out._fpr, out._seed = self._capacity, self._fpr, self._seed
-        out._set_state(self._num_hashes, counters, self._count + other._count)
-        return out
+            raise ValueError("merge needs a CountingBloomFilter of equal size, k and seed")
+        np.minimum(self._counters.astype(np.uint16) + other._counters, 255, out=self._counters, casting="unsafe")
+        self._count += other._count
+        return self
 
-    __or__ = union
+    def __or__(self, other):
+        return self._copy().merge(other) if isinstance(other, CountingBloomFilter) else NotImplemented
+
+    def _copy(self) -> CountingBloomFilter:
+        return self._assemble((self._capacity, self._fpr, self._seed), self._num_hashes,
+                              self._counters.copy(), self._count)
+
+    @classmethod
+    def _assemble(cls, parameters: tuple, num_hashes: int, counters: np.ndarray, count: int) -> CountingBloomFilter:
+        """A filter from its (capacity, fpr, seed) and its state, not sized anew."""
+        out = object.__new__(cls)
+        out._capacity, out._fpr, out._seed = parameters
+        out._set_state(num_hashes, counters, count)
+        return out
 
     def to_bytes(self) -> bytes:
         fields = (len(self._counters), self._num_hashes, int(self._seed), int(self._capacity),
@@ -116,12 +139,7 @@ class CountingBloomFilter:
     def from_bytes(cls, data) -> CountingBloomFilter:
         fields, payload = _FORMAT.unpack(data, lambda f: (f[0], f"{f[0]} counters"))
         num_counters, num_hashes, seed, capacity, fpr, count = fields
-        if num_hashes == 0 or capacity == 0 or not 0.0 < fpr < 1.0:
-            raise ValueError("corrupt header: the checksum matches but the fields are inconsistent")
-        out = object.__new__(cls)
-        out._capacity, out._fpr, out._seed = capacity, fpr, seed
-        out._set_state(num_hashes, np.frombuffer(payload, dtype=np.uint8).copy(), count)
-        return out
+        return cls._assemble((capacity, fpr, seed), num_hashes, np.frombuffer(payload, dtype=np.uint8).copy(), count)
 
     def __reduce__(self):
         return type(self).from_bytes, (self.to_bytes(),)

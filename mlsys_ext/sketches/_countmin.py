@@ -19,9 +19,23 @@ _MAX_COUNTERS = 2**40
 _COUNT = Integer(low=0, high=2**63)
 _PHI = OpenInterval(0.0, 1.0)
 
-# Serialised form (``_format``): the header fields conservative, width, depth, seed,
-# eps, delta, total, then the counters row by row (little-endian int64).
-_FORMAT = ByteFormat(b"MLSXCMSK", 1, "BQQQddQ", "CountMinSketch")
+_PARAMETER_CONSTRAINTS = {
+    "eps": OpenInterval(0.0, 1.0),
+    "delta": OpenInterval(0.0, 1.0),
+    "seed": SEED,
+    "conservative": Boolean(),
+}
+# Serialised form (``_format``): the header fields, then the counters row by row
+# (little-endian int64). Width and depth must be those eps and delta give.
+_FORMAT = ByteFormat(b"MLSXCMSK", 1, "CountMinSketch", {
+    "conservative": ("B", Integer(low=0, high=2)),
+    "width": ("Q", Integer(low=1)),
+    "depth": ("Q", Integer(low=1)),
+    "seed": ("Q", SEED),
+    "eps": ("d", _PARAMETER_CONSTRAINTS["eps"]),
+    "delta": ("d", _PARAMETER_CONSTRAINTS["delta"]),
+    "total": ("Q", _COUNT),
+})
 
 
 def _width(eps: float) -> int:
@@ -53,7 +67,8 @@ class CountMinSketch:
     Keys are those ``hash64`` accepts: integers, floats, str and bytes, one at a time
     (``add``, ``estimate``, ``sk[key]``) or as a numpy array, list or tuple
     (``add_many``, ``estimate_many``). Hashes depend only on the key and ``seed``, so
-    sketches built in different processes with the same parameters merge with ``+``.
+    sketches built in different processes with the same parameters merge:
+    ``a.merge(b)`` adds b's stream to a (in place), ``a | b`` is a new sketch of both.
     Counters are int64: a total beyond 2**63 - 1 is refused, far past lab sizes.
     Serialise with ``to_bytes``/``from_bytes`` or pickle.
 
@@ -61,12 +76,7 @@ class CountMinSketch:
     itself spread over numba's threads (conservative batches run on one).
     """
 
-    _parameter_constraints = {
-        "eps": OpenInterval(0.0, 1.0),
-        "delta": OpenInterval(0.0, 1.0),
-        "seed": SEED,
-        "conservative": Boolean(),
-    }
+    _parameter_constraints = _PARAMETER_CONSTRAINTS
 
     def __init__(self, eps: float, delta: float, seed: int = 0, conservative: bool = False):
         checked = validate(self._parameter_constraints,
@@ -178,7 +188,8 @@ class CountMinSketch:
 
     # -- merging -------------------------------------------------------
     def merge(self, other: CountMinSketch) -> CountMinSketch:
-        """A new sketch of both streams (also ``self + other``); the operands are unchanged.
+        """Add the stream of ``other`` to this sketch (in place; returns self). ``a | b``
+        is a new sketch of both streams, the operands unchanged.
 
         The counters are summed, which for plain update is exactly the sketch that adding
         both streams to one gives. Conservative sketches merge by the same plain sum, so
@@ -191,11 +202,16 @@ class CountMinSketch:
         total = self._total + other._total
         if total > _INT64_MAX:
             raise ValueError(f"the merged total {total} exceeds the 2**63 - 1 an int64 counter holds")
-        parameters = self._eps, self._delta, self._seed, self._conservative
-        return type(self)._assemble(parameters, self._counters + other._counters, total)
+        self._counters += other._counters
+        self._total = total
+        return self
 
-    def __add__(self, other):
-        return self.merge(other) if isinstance(other, CountMinSketch) else NotImplemented
+    def __or__(self, other):
+        return self._copy().merge(other) if isinstance(other, CountMinSketch) else NotImplemented
+
+    def _copy(self) -> CountMinSketch:
+        parameters = self._eps, self._delta, self._seed, self._conservative
+        return type(self)._assemble(parameters, self._counters.copy(), self._total)
 
     def _check_mergeable(self, other) -> None:
         if not isinstance(other, CountMinSketch):
@@ -232,11 +248,9 @@ class CountMinSketch:
         that are truncated, corrupt, not a Count-Min sketch, or from a newer format."""
         fields, payload = _FORMAT.unpack(data, lambda f: (f[1] * f[2] * 8, f"{f[2]} x {f[1]} counters"))
         conservative, width, depth, seed, eps, delta, total = fields
-        if conservative > 1 or not (0.0 < eps < 1.0 and 0.0 < delta < 1.0) or total > _INT64_MAX \
-                or width != _width(eps) or depth != _depth(delta):
-            raise ValueError("corrupt header: the checksum matches but the fields are inconsistent "
-                             f"(conservative code {conservative}, {depth} x {width} counters, eps={eps}, "
-                             f"delta={delta}, total={total})")
+        if (width, depth) != (_width(eps), _depth(delta)):
+            raise ValueError(f"corrupt header: eps={eps} and delta={delta} give {_depth(delta)} x "
+                             f"{_width(eps)} counters, but the header says {depth} x {width}")
         counters = np.frombuffer(payload, dtype="<i8").astype(np.int64).reshape(depth, width)
         # Every add puts its count once in each row (at most once, conservatively).
         row_sums = counters.sum(axis=1)

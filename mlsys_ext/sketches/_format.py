@@ -4,8 +4,10 @@
 
 All little-endian, no padding. ``ByteFormat.unpack`` checks what every sketch shares
 (type, length, magic, version, the length the header implies, the checksum) and
-raises ``ValueError`` saying what is wrong; each sketch then checks that its own
-fields are consistent (the checksum catches accidents, not forgeries).
+each header field against the constraint the sketch's constructor applies to it,
+and raises ``ValueError`` saying what is wrong; each sketch then checks that its
+fields agree with one another. The checksum catches accidents, not hand edits:
+a field out of range would make a kernel hang or index out of bounds.
 """
 from __future__ import annotations
 
@@ -17,11 +19,14 @@ _CHECKSUM = struct.Struct("<I")
 
 
 class ByteFormat:
-    """One sketch's format: ``ByteFormat(b"MLSXBLOM", 1, "BQIQQdQ", "BloomFilter")``."""
+    """One sketch's format: its magic, version, name, and header fields in order, each
+    a struct code and a constraint (``_validation``): ``ByteFormat(b"MLSXBLOM", 1,
+    "BloomFilter", {"num_bits": ("Q", Integer(low=1, high=2**48)), ...})``."""
 
-    def __init__(self, magic: bytes, version: int, fields: str, name: str):
+    def __init__(self, magic: bytes, version: int, name: str, fields: dict[str, tuple[str, object]]):
         self.magic, self.version, self.name = magic, version, name
-        self.header = struct.Struct("<8sH" + fields)
+        self.header = struct.Struct("<8sH" + "".join(code for code, _ in fields.values()))
+        self.constraints = {field: constraint for field, (_, constraint) in fields.items()}
 
     def pack(self, fields: tuple, payload: bytes) -> bytes:
         body = self.header.pack(self.magic, self.version, *fields) + payload
@@ -47,6 +52,11 @@ class ByteFormat:
                              f"({self.version}): upgrade mlsys_ext")
         if version != self.version:
             raise ValueError(f"unknown format version {version}")
+        for (field, constraint), value in zip(self.constraints.items(), fields):
+            try:
+                constraint.check(field, value)
+            except ValueError as exc:
+                raise ValueError(f"corrupt header: {exc}") from None
         size, described = payload_size(tuple(fields))
         expected = self.header.size + size + _CHECKSUM.size
         if len(data) != expected:

@@ -95,7 +95,7 @@ class MinHashLSH:
     Keys are any hashable values, at most once each. Signatures must come from one
     ``MinHash(num_perm, seed)`` (any seed, the same for all). Indexes built apart
     with equal ``num_perm``, bands, rows and ``seed`` (which keys the band hashes)
-    combine with ``merge``/``union``. Picklable. Not thread-safe.
+    combine: ``a.merge(b)`` in place, ``a | b`` as a new index. Picklable. Not thread-safe.
     """
 
     _parameter_constraints = {
@@ -246,8 +246,9 @@ class MinHashLSH:
     def merge(self, other: MinHashLSH) -> MinHashLSH:
         """Add every entry of ``other`` to this index (in place; returns self). A key in
         both must have been inserted with the same signature (then it is kept once);
-        otherwise nothing is added and ValueError is raised."""
-        self._check_combinable(other, "merge")
+        otherwise nothing is added and ValueError is raised. ``a | b`` is a new index
+        of both, the operands unchanged."""
+        self._check_mergeable(other)
         conflicts = [k for k, h in other._entries.items() if self._entries.get(k, h) != h]
         if conflicts:
             raise ValueError(f"cannot merge: key {conflicts[0]!r} (and {len(conflicts) - 1} more) "
@@ -257,23 +258,18 @@ class MinHashLSH:
                 self._add(key, hashes)
         return self
 
-    def union(self, other: MinHashLSH) -> MinHashLSH:
-        """A new index holding the entries of both (see ``merge``)."""
-        self._check_combinable(other, "union")
-        return self._copy().merge(other)
-
     def __or__(self, other):
-        return self.union(other) if isinstance(other, MinHashLSH) else NotImplemented
+        return self._copy().merge(other) if isinstance(other, MinHashLSH) else NotImplemented
 
-    def _check_combinable(self, other, operation: str) -> None:
+    def _check_mergeable(self, other) -> None:
         if not isinstance(other, MinHashLSH):
-            raise TypeError(f"{operation} needs another MinHashLSH, got {type(other).__name__}")
+            raise TypeError(f"merge needs another MinHashLSH, got {type(other).__name__}")
         mine = (self._num_perm, self._bands, self._rows, int(self._seed))
         theirs = (other._num_perm, other._bands, other._rows, int(other._seed))
         differences = [f"{name} ({a!r} vs {b!r})" for name, a, b in
                        zip(("num_perm", "bands", "rows", "seed"), mine, theirs) if a != b]
         if differences:
-            raise ValueError(f"cannot {operation} indexes that differ in {', '.join(differences)}: "
+            raise ValueError(f"cannot merge indexes that differ in {', '.join(differences)}: "
                              "build both with the same num_perm, threshold, weights (or params) and seed")
 
     def _copy(self) -> MinHashLSH:
@@ -394,7 +390,8 @@ class SimHashLSH:
     found. A zero vector has cosine 0 with everything (distance 1).
 
     Picklable; indexes with equal ``dim``, ``bits``, ``bands`` and ``seed`` combine
-    with ``merge``/``union`` (ids must not overlap). Not thread-safe for adds.
+    (ids must not overlap): ``a.merge(b)`` in place, ``a | b`` as a new index. Not
+    thread-safe for adds.
     """
 
     _parameter_constraints = {
@@ -552,8 +549,9 @@ class SimHashLSH:
     # -- combining -----------------------------------------------------
     def merge(self, other: SimHashLSH) -> SimHashLSH:
         """Add every vector of ``other`` to this index (in place; returns self). The ids
-        must not overlap; ``probes`` stays this index's."""
-        self._check_combinable(other, "merge")
+        must not overlap; ``probes`` stays this index's. ``a | b`` is a new index of
+        both, the operands unchanged."""
+        self._check_mergeable(other)
         vectors, ids, codes = other._consolidated()
         shared = np.intersect1d(self._consolidated()[1], ids)
         if len(shared):
@@ -561,22 +559,17 @@ class SimHashLSH:
         self._append(vectors, ids, codes)
         return self
 
-    def union(self, other: SimHashLSH) -> SimHashLSH:
-        """A new index holding the vectors of both (see ``merge``)."""
-        self._check_combinable(other, "union")
-        return self._copy().merge(other)
-
     def __or__(self, other):
-        return self.union(other) if isinstance(other, SimHashLSH) else NotImplemented
+        return self._copy().merge(other) if isinstance(other, SimHashLSH) else NotImplemented
 
-    def _check_combinable(self, other, operation: str) -> None:
+    def _check_mergeable(self, other) -> None:
         if not isinstance(other, SimHashLSH):
-            raise TypeError(f"{operation} needs another SimHashLSH, got {type(other).__name__}")
+            raise TypeError(f"merge needs another SimHashLSH, got {type(other).__name__}")
         names = ("dim", "bits", "bands", "seed")
         mine, theirs = self._shape(), other._shape()
         differences = [f"{name} ({a!r} vs {b!r})" for name, a, b in zip(names, mine, theirs) if a != b]
         if differences:
-            raise ValueError(f"cannot {operation} indexes that differ in {', '.join(differences)}: "
+            raise ValueError(f"cannot merge indexes that differ in {', '.join(differences)}: "
                              "build both with the same dim, bits, bands and seed")
 
     def _shape(self) -> tuple:

@@ -1,6 +1,7 @@
 """``ScalableBloomFilter``: a Bloom filter that grows, keeping its total false-positive rate at p."""
 from __future__ import annotations
 
+import copy
 import struct
 
 import numpy as np
@@ -10,8 +11,24 @@ from ._format import ByteFormat
 from ._hashing import SEED
 from ._validation import Integer, OneOf, OpenInterval, validate
 
-_FORMAT = ByteFormat(b"MLSXSBLM", 1, "BIddQIQQ", "ScalableBloomFilter")
-# kind, growth, tightening, fpr, seed, slices, initial capacity, payload bytes
+_PARAMETER_CONSTRAINTS = {
+    "initial_capacity": Integer(low=1),
+    "fpr": OpenInterval(0.0, 1.0),
+    "growth": Integer(low=2, high=64),
+    "tightening": OpenInterval(0.0, 1.0),
+    "kind": OneOf(KINDS),
+    "seed": SEED,
+}
+_FORMAT = ByteFormat(b"MLSXSBLM", 1, "ScalableBloomFilter", {
+    "kind": ("B", Integer(low=0, high=len(KINDS))),  # its index in KINDS
+    "growth": ("I", _PARAMETER_CONSTRAINTS["growth"]),
+    "tightening": ("d", _PARAMETER_CONSTRAINTS["tightening"]),
+    "fpr": ("d", _PARAMETER_CONSTRAINTS["fpr"]),
+    "seed": ("Q", SEED),
+    "slices": ("I", Integer(low=0)),
+    "initial_capacity": ("Q", _PARAMETER_CONSTRAINTS["initial_capacity"]),
+    "payload_bytes": ("Q", Integer(low=0)),
+})
 _SLICE_LENGTH = struct.Struct("<Q")
 
 
@@ -24,17 +41,11 @@ class ScalableBloomFilter:
     ``fpr`` however many slices are added. (Giving slice i p r**(i+1) instead, as
     pybloom-live 4.0 does with r = 0.9, lets the total climb towards p r / (1 - r) = 9p.)
 
-    Keys, batches, seeds and serialisation as for ``BloomFilter``.
+    Keys, batches, seeds and serialisation as for ``BloomFilter``. ``a.merge(b)`` adds
+    b's keys to a (in place), ``a | b`` is a new filter of both.
     """
 
-    _parameter_constraints = {
-        "initial_capacity": Integer(low=1),
-        "fpr": OpenInterval(0.0, 1.0),
-        "growth": Integer(low=2, high=64),
-        "tightening": OpenInterval(0.0, 1.0),
-        "kind": OneOf(KINDS),
-        "seed": SEED,
-    }
+    _parameter_constraints = _PARAMETER_CONSTRAINTS
 
     def __init__(self, initial_capacity: int = 1000, fpr: float = 0.01, growth: int = 2,
                  tightening: float = 0.5, kind: str = "classic", seed: int = 0):
@@ -107,25 +118,29 @@ class ScalableBloomFilter:
     def approx_count(self) -> float:
         return sum(s.approx_count() for s in self._slices)
 
-    def union(self, other: ScalableBloomFilter) -> ScalableBloomFilter:
-        """A filter holding the keys of both (built per shard, say): slice i is the union
-        of the two slices i. A slice may then hold more keys than it was sized for, so
-        the total rate can exceed ``fpr``: ``fpr_exact()`` tells by how much."""
-        parameters = (self._initial_capacity, self._fpr, self._growth, self._tightening, self._kind, self._seed)
-        if not isinstance(other, ScalableBloomFilter) or parameters != (
-                other._initial_capacity, other._fpr, other._growth, other._tightening, other._kind, other._seed):
-            raise ValueError("union needs a ScalableBloomFilter with equal initial_capacity, fpr, growth, "
+    def merge(self, other: ScalableBloomFilter) -> ScalableBloomFilter:
+        """Add the keys of ``other`` (built on another shard, say) to this filter (in
+        place; returns self): slice i merges the other's slice i. A slice may then hold
+        more keys than it was sized for, so the total rate can exceed ``fpr``:
+        ``fpr_exact()`` tells by how much. ``a | b`` is a new filter, the operands unchanged."""
+        if not isinstance(other, ScalableBloomFilter) or self._parameters() != other._parameters():
+            raise ValueError("merge needs a ScalableBloomFilter with equal initial_capacity, fpr, growth, "
                              "tightening, kind and seed")
-        out = ScalableBloomFilter(*parameters)
-        for i in range(max(len(self._slices), len(other._slices))):
-            mine = self._slices[i] if i < len(self._slices) else None
-            theirs = other._slices[i] if i < len(other._slices) else None
-            only = mine if theirs is None else theirs
-            out._slices.append(mine | theirs if mine is not None and theirs is not None
-                               else BloomFilter.from_bytes(only.to_bytes()))
-        return out
+        for mine, theirs in zip(self._slices, other._slices):
+            mine.merge(theirs)
+        self._slices += [copy.copy(theirs) for theirs in other._slices[len(self._slices):]]
+        return self
 
-    __or__ = union
+    def __or__(self, other):
+        return self._copy().merge(other) if isinstance(other, ScalableBloomFilter) else NotImplemented
+
+    def _parameters(self) -> tuple:
+        return self._initial_capacity, self._fpr, self._growth, self._tightening, self._kind, self._seed
+
+    def _copy(self) -> ScalableBloomFilter:
+        out = ScalableBloomFilter(*self._parameters())
+        out._slices = [copy.copy(s) for s in self._slices]
+        return out
 
     # -- serialisation -------------------------------------------------
     def to_bytes(self) -> bytes:
@@ -139,12 +154,11 @@ class ScalableBloomFilter:
     def from_bytes(cls, data) -> ScalableBloomFilter:
         fields, payload = _FORMAT.unpack(data, lambda f: (f[7], f"{f[5]} slices in {f[7]} bytes"))
         kind_code, growth, tightening, fpr, seed, num_slices, initial_capacity, _ = fields
-        try:
-            sbf = cls(initial_capacity, fpr, growth, tightening, KINDS[kind_code], seed)
-        except (ValueError, TypeError, IndexError) as exc:
-            raise ValueError(f"corrupt header: the checksum matches but the fields are inconsistent ({exc})") from None
+        sbf = cls(initial_capacity, fpr, growth, tightening, KINDS[kind_code], seed)
         offset = 0
         for i in range(num_slices):
+            if offset + _SLICE_LENGTH.size > len(payload):
+                raise ValueError(f"corrupt data: the header names {num_slices} slices, the payload holds {i}")
             (length,) = _SLICE_LENGTH.unpack_from(payload, offset)
             piece = BloomFilter.from_bytes(payload[offset + 8:offset + 8 + length])
             expected = (initial_capacity * growth ** i, sbf.slice_fpr(i), sbf.kind, sbf.seed)

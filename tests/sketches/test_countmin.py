@@ -276,11 +276,13 @@ def test_merge_equals_the_sketch_of_the_concatenated_stream():
     direct = CountMinSketch(0.005, 0.01, seed=4)
     direct.add_many(np.concatenate([first, second]), counts=np.repeat([1, 3], [len(first), len(second)]))
     direct.add("word", 7)
-    merged = a + b
-    assert merged == direct == a.merge(b) == b + a and merged.total == 30_000 + 120_000 + 7
-    assert a.total == 30_000 and a != merged  # operands are unchanged
-    merged += a
+    merged = a | b
+    assert merged == direct == b | a and merged.total == 30_000 + 120_000 + 7
+    assert a.total == 30_000 and a != merged  # operands of | are unchanged
+    merged |= a
     assert merged.total == 180_007
+    a.merge(b)  # in place
+    assert a == direct
 
 
 def test_merged_conservative_sketches_are_a_plain_sum_and_still_upper_bounds():
@@ -290,7 +292,7 @@ def test_merged_conservative_sketches_are_a_plain_sum_and_still_upper_bounds():
         a, b = (CountMinSketch(0.005, 0.01, conservative=mode) for _ in range(2))
         a.add_many(first)
         b.add_many(second)
-        parts.append((a, b, a + b))
+        parts.append((a, b, a | b))
     (_, _, plain), (a, b, tight) = parts
     assert np.array_equal(tight._counters, a._counters + b._counters) and tight.conservative
     distinct, counts = distinct_with_counts(np.concatenate([first, second]))
@@ -306,13 +308,13 @@ def test_merged_conservative_sketches_are_a_plain_sum_and_still_upper_bounds():
 ])
 def test_only_sketches_of_one_shape_and_seed_merge(other, words):
     with pytest.raises(ValueError, match=f"cannot merge sketches that differ in {words}"):
-        CountMinSketch(0.01, 0.01) + other
+        CountMinSketch(0.01, 0.01).merge(other)
 
 
 def test_merging_with_something_else_is_a_type_error():
     sk = CountMinSketch(0.01, 0.01)
     with pytest.raises(TypeError):
-        sk + 1
+        sk | 1
     with pytest.raises(TypeError, match="another CountMinSketch"):
         sk.merge([1, 2])
 
@@ -320,7 +322,7 @@ def test_merging_with_something_else_is_a_type_error():
 def test_equal_parameters_that_round_to_one_shape_merge():
     a, b = CountMinSketch(0.01, 0.01), CountMinSketch(0.00999999, 0.0099)
     assert (a.width, a.depth) == (b.width, b.depth)
-    assert (a + b).eps == 0.01
+    assert (a | b).eps == 0.01
 
 
 # -- heavy hitters -------------------------------------------------------------------------

@@ -252,7 +252,7 @@ def test_merge_refuses_conflicts_and_other_shapes():
                          (MinHashLSH(0.5, 64, params=(16, 4)), "differ in bands"),
                          (MinHashLSH(0.5, 128), r"num_perm \(64 vs 128\)")]:
         with pytest.raises(ValueError, match=words):
-            left.union(other)
+            left.merge(other)
     with pytest.raises(TypeError, match="another MinHashLSH"):
         left.merge({"a": 1})
     with pytest.raises(TypeError):
@@ -511,7 +511,7 @@ def test_simhash_merge_and_union():
                          (SimHashLSH(8, 32, 8), r"bands \(4 vs 8\)"),
                          (SimHashLSH(9, 32, 4), r"dim \(8 vs 9\)")]:
         with pytest.raises(ValueError, match=words):
-            right.union(other)
+            right | other
     with pytest.raises(TypeError, match="another SimHashLSH"):
         right.merge(data)
 
