@@ -169,12 +169,16 @@ def flash_xp(xp, q, k, v, scale, key_limit, q_tile, k_tile):
 
     ``key_limit``: None (every query sees every key) or a host integer array
     broadcastable to (B, Hkv, H // Hkv, Lq): query row i of batch b sees keys
-    j < key_limit[b, ..., i] (at least 1). Each step handles all (B, H) at once.
+    j < key_limit[b, ..., i] (at least 1). With a size-1 row axis (decode's cache lengths)
+    the keys past the limit are no part of the sequence, and their values are masked too:
+    a stale NaN there times its weight of 0 would still be NaN. Per-row (causal) limits
+    leave values alone, as torch does. Each step handles all (B, H) at once.
     """
     batch, heads, lq, dim = q.shape
     kv_heads, lk = k.shape[1], k.shape[2]
     grouped_q = (q * scale).reshape(batch, kv_heads, heads // kv_heads, lq, dim)
     keys, values = k[:, :, None], v[:, :, None]  # broadcast over each kv head's query heads
+    per_sequence = key_limit is not None and key_limit.shape[-1] == 1
     if key_limit is not None:  # a size-1 row axis stands for every row
         key_limit = np.broadcast_to(key_limit, (*key_limit.shape[:-1], lq))
     limit = None if key_limit is None else xp.asarray(key_limit)
@@ -189,13 +193,16 @@ def flash_xp(xp, q, k, v, scale, key_limit, q_tile, k_tile):
         for j0 in range(0, key_stop, k_tile):
             j1 = min(j0 + k_tile, key_stop)
             scores = grouped_q[..., i0:i1, :] @ xp.swapaxes(keys[..., j0:j1, :], -1, -2)
+            tile_values = values[..., j0:j1, :]
             if j1 > seen_by_all:
                 visible = xp.arange(j0, j1) < limit[..., i0:i1, None]
                 scores = xp.where(visible, scores, -xp.inf)
+                if per_sequence:  # every row's mask is the same: the first, as a column over the keys
+                    tile_values = xp.where(xp.swapaxes(visible[..., :1, :], -1, -2), tile_values, 0)
             tile_max = scores.max(axis=-1, keepdims=True)  # finite: every row sees key 0 in the first tile
             new_max = tile_max if row_max is None else xp.maximum(row_max, tile_max)
             weights = xp.exp(scores - new_max)
-            partial = weights @ values[..., j0:j1, :]
+            partial = weights @ tile_values
             if row_max is None:
                 row_sum, acc = weights.sum(axis=-1, keepdims=True), partial
             else:

@@ -24,6 +24,11 @@ LOG2E = 1.4426950408889634
 # below float32's (degree 7) and float64's (degree 13) rounding.
 _EXP2_F32 = tuple(np.float32(math.log(2) ** i / math.factorial(i)) for i in range(7, -1, -1))
 _EXP2_F64 = tuple(math.log(2) ** i / math.factorial(i) for i in range(13, -1, -1))
+# fastmath without "nnan"/"ninf": with them the compiler may assume q, k and v finite and a
+# NaN or inf comes out as anything (it came out as a zero softmax sum); without them it comes
+# out as NaN where torch's SDPA gives NaN. error_model="numpy": a division by zero is IEEE, not
+# an exception (which a parallel kernel can only report as a SystemError).
+_FAST_WITH_NAN = {"nsz", "arcp", "contract", "reassoc", "afn"}
 
 
 @intrinsic
@@ -42,7 +47,7 @@ def exp2_nonpositive(x):
     raise NotImplementedError  # typed and compiled through the overload below
 
 
-@overload(exp2_nonpositive, jit_options={"fastmath": True})
+@overload(exp2_nonpositive, jit_options={"fastmath": _FAST_WITH_NAN})
 def _exp2_nonpositive(x):
     if x == types.float32:
         coefficients, real, whole, bias, shift = _EXP2_F32, np.float32, np.int32, 127, 23
@@ -51,7 +56,7 @@ def _exp2_nonpositive(x):
     low, half = real(1 - bias), real(0.5)
 
     def impl(x):
-        x = max(x, low)  # 2**low is the smallest normal number; anything smaller counts as ~0
+        x = max(x, low)  # 2**low is the smallest normal number; anything smaller counts as ~0; NaN stays NaN
         n = whole(x - half)  # nearest integer (x <= 0, truncation rounds up)
         f = x - real(n)  # in [-1/2, 1/2]
         p = coefficients[0]
@@ -62,7 +67,7 @@ def _exp2_nonpositive(x):
     return impl
 
 
-@numba.njit(fastmath=True, inline="always")
+@numba.njit(fastmath=_FAST_WITH_NAN, inline="always")
 def _largest(row, count):
     top = row[0]
     for j in range(1, count):
@@ -70,7 +75,7 @@ def _largest(row, count):
     return top
 
 
-@numba.njit(fastmath=True, inline="always")
+@numba.njit(fastmath=_FAST_WITH_NAN, inline="always")
 def _exponentiate(row, count, top):
     """``row[j] = 2^(row[j] - top)`` for the first ``count`` values (scores already in
     base 2); their sum."""
@@ -82,7 +87,7 @@ def _exponentiate(row, count, top):
     return total
 
 
-@numba.njit(fastmath=True, cache=True)
+@numba.njit(fastmath=_FAST_WITH_NAN, error_model="numpy", cache=True)
 def _attend_query_tile(q, k, v, out, start, stop, score_scale, causal, k_tile,
                        scores, partial, acc, q_block, row_max, row_sum, rescale):
     """out[start:stop] for one head: q (Lq, D), k and v (Lk, D), out (Lq, D).
@@ -132,7 +137,7 @@ def _attend_query_tile(q, k, v, out, start, stop, score_scale, causal, k_tile,
             out[start + i, d] = acc[i, d] * inverse
 
 
-@numba.njit(parallel=True, fastmath=True, cache=True)
+@numba.njit(parallel=True, fastmath=_FAST_WITH_NAN, error_model="numpy", cache=True)
 def flash_attention(q, k, v, out, score_scale, causal, q_tile, k_tile, task_order, n_threads,
                     scores, partial, acc, q_block, row_max, row_sum, rescale):
     """out = softmax(q k^T scale) v with scores in base 2 (``score_scale = scale * log2(e)``).
@@ -156,7 +161,7 @@ def flash_attention(q, k, v, out, score_scale, causal, q_tile, k_tile, task_orde
                                acc[t], q_block[t], row_max[t], row_sum[t], rescale[t])
 
 
-@numba.njit(parallel=True, fastmath=True, cache=True)
+@numba.njit(parallel=True, fastmath=_FAST_WITH_NAN, error_model="numpy", cache=True)
 def decode_attention(q, k_cache, v_cache, lengths, out, score_scale, n_threads, scores):
     """One query per (b, h) against the first lengths[b] cache positions, base-2 scores.
 

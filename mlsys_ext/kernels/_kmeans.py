@@ -5,8 +5,8 @@ over the data (assign and accumulate, assign only, distances), and one driver
 loop, the same for every backend, turns their sums into centroids. The loop is
 scikit-learn's Lloyd loop step for step (tolerance scaled by the mean variance,
 stop when no label changes, empty clusters moved to the farthest points, a final
-assignment against the last centroids), so from the same initial centroids both
-reach the same inertia.
+assignment against the last centroids, and the data centred first), so from the
+same initial centroids both reach the same inertia.
 """
 from __future__ import annotations
 
@@ -60,10 +60,11 @@ def kmeans(X, k: int, init="k-means++", max_iter: int = 300, tol: float = 1e-4, 
     threads = check_threads(threads)
     backend = resolve_backend(backend)
     rng = np.random.default_rng(seed)
-    centroids = _initial_centroids(X, k, init, rng)
+    X, mean = _centred(X)
+    centroids = _initial_centroids(X, k, init, mean, rng)
 
     runner = _RUNNERS[backend](X, k, threads)
-    tol = float(np.mean(np.var(X, axis=0, dtype=np.float64)) * tol)
+    tol = runner.squared_norm_total / X.size * tol  # X is centred: its mean square is the mean variance
     with runner.active():
         if batch_size is None:
             centroids, labels, history, converged = _lloyd(runner, centroids, max_iter, tol)
@@ -71,7 +72,7 @@ def kmeans(X, k: int, init="k-means++", max_iter: int = 300, tol: float = 1e-4, 
             centroids, labels, history, converged = _mini_batch(runner, X, centroids, max_iter, tol,
                                                                 batch_size, rng)
         inertia = float(runner.squared_distances(runner.X, centroids, labels).sum())
-    return KMeansResult(centroids=centroids, labels=runner.to_host(labels), inertia=inertia,
+    return KMeansResult(centroids=centroids + mean, labels=runner.to_host(labels), inertia=inertia,
                         n_iter=len(history), converged=converged,
                         history=pd.DataFrame(history, columns=["iteration", "inertia", "seconds"]),
                         backend=backend, compile_seconds=runner.compile_seconds)
@@ -80,7 +81,9 @@ def kmeans(X, k: int, init="k-means++", max_iter: int = 300, tol: float = 1e-4, 
 def kmeans_plusplus(X, k: int, seed=None) -> np.ndarray:
     """The k-means++ starting centroids ``kmeans`` uses for ``init="k-means++"`` and this ``seed``."""
     X = _check_data(X)
-    return _kmeans_plus_plus(X, _check_k(k, X), np.random.default_rng(seed))
+    centred, _ = _centred(X)
+    chosen = _kmeans_plus_plus(centred, _check_k(k, X), np.random.default_rng(seed))
+    return np.asarray(X[chosen], dtype=centred.dtype)  # the rows themselves: kmeans centres init as it centres X
 
 
 def _lloyd(runner, centroids, max_iter, tol):
@@ -162,13 +165,20 @@ def _check_data(X) -> np.ndarray:
     X = np.asarray(X)
     if X.ndim != 2 or 0 in X.shape:
         raise ValueError(f"X must be a non-empty 2-D array (points x features), got shape {X.shape}")
-    if X.dtype.kind in "iub":
-        X = X.astype(np.float64)
-    if X.dtype not in (np.float32, np.float64):
+    if X.dtype.kind not in "iub" and X.dtype not in (np.float32, np.float64):
         raise TypeError(f"X must hold float32 or float64 (or integers), got {X.dtype}")
-    if not np.isfinite(X).all():
+    if X.dtype.kind == "f" and not np.isfinite(X).all():
         raise ValueError("X contains NaN or infinity")
-    return np.ascontiguousarray(X)
+    return X
+
+
+def _centred(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``X`` minus its column means (a new C-contiguous array; float64 for integer X), and
+    the means, as scikit-learn centres: the passes score ``‖c‖²/2 - x·c``, dropping ``‖x‖²``,
+    and far from the origin that difference of large numbers cancels float32's digits away."""
+    dtype = X.dtype if X.dtype.kind == "f" else np.dtype(np.float64)
+    mean = X.mean(axis=0, dtype=np.float64).astype(dtype)  # a float32 running sum over many rows drifts
+    return np.subtract(X, mean, dtype=dtype, order="C"), mean
 
 
 def _check_k(k, X) -> int:
@@ -184,24 +194,25 @@ def _check_count(name: str, value, low: int) -> int:
     return int(value)
 
 
-def _initial_centroids(X: np.ndarray, k: int, init, rng) -> np.ndarray:
+def _initial_centroids(X: np.ndarray, k: int, init, mean: np.ndarray, rng) -> np.ndarray:
+    """Starting centroids for the centred ``X``; an init array is shifted by X's ``mean`` as X was."""
     if isinstance(init, str):
         if init == "random":
-            return X[np.sort(rng.choice(X.shape[0], k, replace=False))].copy()
+            return X[np.sort(rng.choice(X.shape[0], k, replace=False))]
         if init == "k-means++":
-            return _kmeans_plus_plus(X, k, rng)
+            return X[_kmeans_plus_plus(X, k, rng)]
         raise ValueError(f"init must be one of {', '.join(INITS)} or a (k, D) array, got {init!r}")
     centroids = np.asarray(init)
     if centroids.shape != (k, X.shape[1]):
         raise ValueError(f"init array must have shape (k, D) = {(k, X.shape[1])}, got {centroids.shape}")
     if centroids.dtype.kind not in "iuf" or not np.isfinite(centroids).all():
         raise ValueError("init array must hold finite numbers")
-    return np.ascontiguousarray(centroids, dtype=X.dtype)
+    return np.subtract(centroids, mean, dtype=X.dtype)
 
 
 def _kmeans_plus_plus(X: np.ndarray, k: int, rng) -> np.ndarray:
-    """Greedy k-means++: each new centroid is the best of 2 + ln k candidates drawn
-    with probability proportional to the squared distance to the nearest chosen one."""
+    """Greedy k-means++, the rows chosen: each new centroid is the best of 2 + ln k candidates
+    drawn with probability proportional to the squared distance to the nearest chosen one."""
     n = X.shape[0]
     trials = 2 + int(np.log(k))
     squared_norms = np.einsum("ij,ij->i", X, X, dtype=np.float64)
@@ -224,7 +235,7 @@ def _kmeans_plus_plus(X: np.ndarray, k: int, rng) -> np.ndarray:
         best = int(np.argmin(options.sum(axis=1)))
         chosen.append(int(candidates[best]))
         closest = options[best]
-    return X[chosen].copy()
+    return np.array(chosen)
 
 
 # ---- runners: the passes over the data, one class per backend ---------------------------------

@@ -84,6 +84,23 @@ def test_decode_with_ragged_lengths(small_tiles, backend, dtype):
 
 
 @pytest.mark.parametrize("backend", RUNNABLE)
+@pytest.mark.parametrize("stale", [np.nan, np.inf, -np.inf, 1e300], ids=["nan", "inf", "-inf", "huge"])
+def test_decode_never_lets_the_cache_past_each_length_in(small_tiles, backend, stale):
+    """numpy's tiles masked the weights of stale positions but not their values, and 0 x NaN is NaN."""
+    rng = np.random.default_rng(9)
+    q = rng.standard_normal((3, 4, 8))
+    k_cache, v_cache = rng.standard_normal((2, 3, 2, 40, 8))
+    lengths = np.array([5, 40, 19])
+    want = np.concatenate([attention_decode(q[b:b + 1], k_cache[b:b + 1, :, :n], v_cache[b:b + 1, :, :n],
+                                            lengths[b:b + 1], backend=backend) for b, n in enumerate(lengths)])
+    for b, n in enumerate(lengths):
+        k_cache[b, :, n:] = v_cache[b, :, n:] = stale
+    with np.errstate(over="ignore", invalid="ignore"):
+        got = attention_decode(q, k_cache, v_cache, lengths, backend=backend)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", RUNNABLE)
 def test_decode_is_the_last_row_of_causal_attention(backend):
     rng = np.random.default_rng(3)
     q, k, v = random_qkv(rng, 1, 4, 2, 30, 30, 8, np.float64)
@@ -124,6 +141,59 @@ def test_matches_torch_sdpa(backend, lq, lk, causal):
     np.testing.assert_allclose(attention(q, k, v, causal=causal, backend=backend), want, rtol=0, atol=1e-5)
 
 
+NON_FINITE = pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf], ids=["nan", "inf", "-inf"])
+
+
+def spoiled(where, value, seed=8):
+    """Positive q, k, v (1, 2, 40, 8) with ``value`` at row 21, dim 3 of ``where`` in head 0:
+    positive, so an infinite product has the infinity's sign."""
+    arrays = dict(zip("qkv", np.random.default_rng(seed).random((3, 1, 2, 40, 8)).astype(np.float32)))
+    arrays[where][0, 0, 21, 3] = value
+    return arrays["q"], arrays["k"], arrays["v"]
+
+
+@pytest.mark.parametrize("backend", RUNNABLE)
+@pytest.mark.parametrize("where", ["q", "k", "v"])
+@NON_FINITE
+@pytest.mark.parametrize("causal", [False, True])
+def test_nan_and_inf_come_out_where_torch_sdpa_puts_them(backend, where, value, causal):
+    """numba's kernel crashed on these (its fastmath assumed finite input). Every L here fits
+    one tile, as it fits one block of torch's, so both put 0 x NaN where the same masked keys
+    are. One difference: a row with no score above -inf (a NaN or -inf query) torch's CPU
+    kernel takes for a fully masked row and writes 0; here softmax over it is 0/0, NaN."""
+    torch = pytest.importorskip("torch")
+    q, k, v = spoiled(where, value)
+    with np.errstate(invalid="ignore"):
+        got = attention(q, k, v, causal=causal, backend=backend)
+    want = torch.nn.functional.scaled_dot_product_attention(*map(torch.from_numpy, (q, k, v)),
+                                                            is_causal=causal).numpy()
+    if where == "q" and (np.isnan(value) or value < 0):
+        want[0, 0, 21] = np.nan
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("where", ["q", "k", "v"])
+@NON_FINITE
+@pytest.mark.parametrize("causal", [False, True])
+def test_numba_puts_nan_and_inf_where_numpy_does_across_tiles(small_tiles, where, value, causal):
+    q, k, v = spoiled(where, value)
+    with np.errstate(invalid="ignore"):
+        want = attention(q, k, v, causal=causal, backend="numpy")
+    np.testing.assert_allclose(attention(q, k, v, causal=causal, backend="numba"), want, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("where", ["q", "k", "v"])
+@NON_FINITE
+def test_numba_decode_puts_nan_and_inf_where_numpy_does(where, value):
+    q, k, v = spoiled(where, value)
+    q, lengths = q[:, :, 30], np.array([25])
+    if where == "q":
+        q[0, 0, 3] = value
+    with np.errstate(invalid="ignore"):
+        want = attention_decode(q, k, v, lengths, backend="numpy")
+    np.testing.assert_allclose(attention_decode(q, k, v, lengths, backend="numba"), want, rtol=0, atol=1e-6)
+
+
 def test_numba_cuda_kernels_under_the_simulator():
     out = run_under_cudasim("""
         import numpy as np
@@ -138,8 +208,10 @@ def test_numba_cuda_kernels_under_the_simulator():
                 print(dtype.__name__, np.abs(got - naive_attention(q, k, v, causal)).max())
         q, k, v = rng.standard_normal((2, 2, 8)), *rng.standard_normal((2, 2, 1, 37, 8))
         lengths = np.array([3, 37])
+        want = naive_attention(q[:, :, None], k, v, lengths=lengths)[:, :, 0]
+        k[0, :, 3:] = v[0, :, 3:] = np.nan  # stale cache past lengths[0]: never read
         got = attention_decode(q, k, v, lengths, backend="numba-cuda")
-        print("float64", np.abs(got - naive_attention(q[:, :, None], k, v, lengths=lengths)[:, :, 0]).max())
+        print("float64", np.abs(got - want).max())
     """)
     errors = [line.split() for line in out.strip().splitlines()]
     assert len(errors) == 5

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlsys_ext.kernels import BackendUnavailable, available_backends, kmeans
+from mlsys_ext.kernels import BackendUnavailable, available_backends, kmeans, kmeans_plusplus
 
 from .conftest import run_under_cudasim
 
@@ -48,6 +48,38 @@ def test_float32_matches_sklearn_within_float_tolerance(backend):
     theirs = sklearn_inertia(X, init)
     assert ours.centroids.dtype == np.float32
     assert ours.inertia == pytest.approx(theirs.inertia_, rel=1e-4)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("offset", [1e3, 1e4, 1e5, 1e6])
+def test_float32_far_from_the_origin_matches_sklearn(backend, offset):
+    """The scores drop ‖x‖², which cancelled float32's digits away until X was centred
+    (inertia 0.5-1% off at 1e3, 28% at 1e4). Up to 1e5 both agree to float32 rounding of
+    the centred values (measured gap <= 3e-6). At 1e6 float32's spacing is 1/16: points sit
+    on that grid, near-ties in distance break by rounding, and some labels part ways in 15
+    unconverged iterations (measured <= 2.3e-4). Centroids are rounded to the offset's
+    spacing on the way back (measured <= 2 spacings apart)."""
+    rtol = 1e-3 if offset >= 1e6 else 1e-5
+    for seed in range(10):
+        X = (offset + np.random.default_rng(seed).standard_normal((3000, 8))).astype(np.float32)
+        ours = kmeans(X, 5, init=X[:5], max_iter=15, tol=0, backend=backend)
+        theirs = sklearn_inertia(X, X[:5], max_iter=15, tol=0)
+        assert ours.inertia == pytest.approx(theirs.inertia_, rel=rtol), f"seed {seed}"
+        np.testing.assert_allclose(ours.centroids, theirs.cluster_centers_, rtol=0,
+                                   atol=4 * np.spacing(np.float32(offset)), err_msg=f"seed {seed}")
+
+
+def test_kmeans_plus_plus_far_from_the_origin_picks_as_at_the_origin():
+    """Its distances drop ‖x‖² too: uncentred, float32 at 1e4 picked other rows for all 10 seeds.
+    Shifted data rounds differently, so a draw near a boundary may still go the other way.
+    ``kmeans_plusplus`` returns the very rows ``kmeans`` starts from."""
+    X = blobs(n=3000, d=2, centers=12, seed=8, spread=40, dtype=np.float32)
+    far = X + np.float32(1e4)
+    same = [np.allclose(kmeans_plusplus(far, 12, seed=s) - np.float32(1e4), kmeans_plusplus(X, 12, seed=s), atol=1e-2)
+            for s in range(10)]
+    assert sum(same) >= 8
+    ours = kmeans(far, 12, seed=3, max_iter=3)
+    assert np.array_equal(ours.centroids, kmeans(far, 12, init=kmeans_plusplus(far, 12, seed=3), max_iter=3).centroids)
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
@@ -172,3 +204,17 @@ def test_numba_cuda_kernel_under_the_simulator_matches_numpy():
     same_labels, same_iterations, relative_gap, clusters = out.split()
     assert same_labels == "1" and same_iterations == "True"
     assert float(relative_gap) < 1e-5 and int(clusters) == 4
+
+
+def test_numba_cuda_far_from_the_origin_under_the_simulator():
+    """Its float64 dots held up better uncentred, yet were 1.4e-3 off at 1e6."""
+    out = run_under_cudasim("""
+        import numpy as np
+        from sklearn.cluster import KMeans
+        from mlsys_ext.kernels import kmeans
+        X = (1e6 + np.random.default_rng(0).standard_normal((256, 4))).astype(np.float32)
+        gpu = kmeans(X, 4, init=X[:4], backend="numba-cuda", max_iter=5, tol=0)
+        theirs = KMeans(4, init=X[:4], n_init=1, max_iter=5, tol=0, algorithm="lloyd").fit(X)
+        print(abs(gpu.inertia - theirs.inertia_) / theirs.inertia_)
+    """)
+    assert float(out) < 1e-5
