@@ -1,10 +1,30 @@
 """``LabPanel``: controls drive a measurement on a background thread; a plot and a summary show it."""
 from __future__ import annotations
 
+import numbers
 import threading
 import time
 
 import ipywidgets as widgets
+
+
+def span(low, high) -> str:
+    """'1,000 to 200,000' or '0.0001 to 0.316': a range as help texts and errors show it."""
+    return " to ".join(f"{bound:,}" if isinstance(bound, int) else f"{bound:.3g}" for bound in (low, high))
+
+
+def check_ranges(ranges: dict[str, tuple], **values) -> None:
+    """Refuse any value outside its range in ``ranges`` (name: (low, high), both included; int
+    bounds take integers only) with a one-line ValueError. Panels call it first: a slider would
+    clip such a value silently, and a size past the range could fill memory or stall the panel
+    before anything refused it."""
+    for name, value in values.items():
+        low, high = ranges[name]
+        whole = isinstance(low, int) and isinstance(high, int)
+        if (isinstance(value, bool) or not isinstance(value, numbers.Integral if whole else numbers.Real)
+                or not low <= value <= high):
+            raise ValueError(f"{name} must be {'an integer' if whole else 'a number'} from {span(low, high)}, "
+                             f"got {value!r}")
 
 
 class LabPanel(widgets.VBox):

@@ -10,8 +10,12 @@ import numba
 import numpy as np
 
 from ..kernels import attention, available_backends, matmul_peak_gflops, resolve_backend
-from ._lab_panel import LabPanel
+from ._lab_panel import LabPanel, check_ranges
 from ._plots import panel_axes, png_of
+
+HEAD_DIMS = (16, 32, 64, 128)  # the head-dim dropdown; a head dim given up to the largest joins it
+# what the sliders and dropdown show, and what %attention accepts
+RANGES = {"seq_len": (16, 4096), "heads": (1, 16), "head_dim": (1, max(HEAD_DIMS))}
 
 REPEATS = 3  # best of: a slider move must answer within ~200 ms
 SWEEP_FRACTIONS = (0.25, 0.5, 1.0)  # the lengths of the timing sweep, as parts of L
@@ -159,15 +163,18 @@ class AttentionPanel(LabPanel):
 
     def __init__(self, seq_len: int = 512, heads: int = 4, head_dim: int = 64, backend: str = "auto",
                  causal: bool = False, threads: int | None = None):
-        backend = resolve_backend(backend)  # bad values are refused here, with the core's message
         threads = numba.config.NUMBA_NUM_THREADS if threads is None else threads
+        check_ranges({**RANGES, "threads": (1, numba.config.NUMBA_NUM_THREADS)}, seq_len=seq_len, heads=heads,
+                     head_dim=head_dim, threads=threads)
+        backend = resolve_backend(backend)  # the core refuses the rest, with its message
         tiny = np.zeros((1, heads, 1, head_dim), dtype=np.float32)
-        attention(tiny, tiny, tiny, causal=causal, backend="numpy", threads=threads)  # the core checks the rest
+        attention(tiny, tiny, tiny, causal=causal, backend="numpy", threads=threads)
         controls = {
-            "seq_len": widgets.IntSlider(value=seq_len, min=16, max=4096, step=16, description="L",
-                                         continuous_update=False),
-            "heads": widgets.IntSlider(value=heads, min=1, max=16, description="heads", continuous_update=False),
-            "head_dim": widgets.Dropdown(options=sorted({16, 32, 64, 128, head_dim}), value=head_dim,
+            "seq_len": widgets.IntSlider(value=seq_len, min=RANGES["seq_len"][0], max=RANGES["seq_len"][1], step=16,
+                                         description="L", continuous_update=False),
+            "heads": widgets.IntSlider(value=heads, min=RANGES["heads"][0], max=RANGES["heads"][1],
+                                       description="heads", continuous_update=False),
+            "head_dim": widgets.Dropdown(options=sorted({*HEAD_DIMS, head_dim}), value=head_dim,
                                          description="head dim"),
             "backend": widgets.Dropdown(options=usable_backends(), value=backend, description="backend"),
             "causal": widgets.Checkbox(value=causal, description="causal"),

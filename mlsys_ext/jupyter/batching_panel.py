@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import ipywidgets as widgets
 import numpy as np
@@ -14,16 +13,19 @@ import pandas as pd
 
 from ..serving import (ContinuousBatcher, CostModel, DynamicBatcher, Lengths, SimulationResult, StaticBatcher,
                        Workload, serve, simulate)
-from ._lab_panel import LabPanel
+from ._lab_panel import LabPanel, check_ranges
 from ._plots import panel_axes, png_of
 
 POLICIES = ("static", "dynamic", "continuous", "chunked")
+# the rate slider's range, and requests simulated per move (the panel stays interactive up to 20,000)
+RANGES = {"rate": (0.1, 1000), "requests": (50, 20_000)}
 LENGTHS = {  # name: (prompt, output)
     "chat": (Lengths.uniform(32, 512), Lengths.exponential(128.0, high=1024)),
     "long-prompt": (Lengths.uniform(1024, 4096), Lengths.exponential(64.0, high=512)),
     "zipf": (Lengths.zipf(1.1, 4096, low=16), Lengths.zipf(1.1, 1024)),
 }
 TRACE = "trace"
+TRACE_FORMAT = "a CSV with columns arrived_at,num_prefill_tokens,num_decode_tokens (seconds, tokens), two rows or more"
 LENGTH_LABELS = {  # what the lengths dropdown shows for each choice
     "chat": "chat: prompt uniform 32-512, output exponential 128",
     "long-prompt": "long prompts: uniform 1024-4096, output exponential 64",
@@ -224,12 +226,13 @@ class BatchingPanel(LabPanel):
                  trace: str | None = None, lengths: str | None = None):
         if policy not in POLICIES:
             raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {policy!r}")
-        if not 0.1 <= rate <= 1000:
-            raise ValueError(f"rate must be from 0.1 to 1000 requests/s, got {rate!r}")
-        if not 50 <= requests <= 20_000:
-            raise ValueError(f"requests must be from 50 to 20,000, got {requests!r}")
-        if trace is not None and not Path(trace).is_file():
-            raise ValueError(f"trace {trace!r} is not a file")
+        check_ranges(RANGES, rate=rate, requests=requests)
+        if trace is not None:
+            try:  # read the way the panel will, so a file that is not a trace is refused before it opens
+                make_workload(TRACE, rate, 1.0, requests, trace, seed=0)
+            except (OSError, ValueError) as exc:  # pandas' parse errors are ValueErrors
+                reason = " ".join(str(exc).split())  # pandas' messages can span lines
+                raise ValueError(f"trace: {trace} is not a trace: expected {TRACE_FORMAT} ({reason})") from None
         choices = [*LENGTHS, *([TRACE] if trace else [])]
         lengths = lengths or (TRACE if trace else "chat")
         if lengths not in choices:
@@ -256,7 +259,7 @@ class BatchingPanel(LabPanel):
             "kv_tokens": choice("KV budget", [4096, 8192, 16_384, 32_768, 65_536, 131_072, "unlimited"], 65_536),
             "block": widgets.Dropdown(options=["reserve", "8", "16", "32"], value="16", description="KV block"),
             "preempt": widgets.Dropdown(options=["recompute", "swap"], value="recompute", description="preempt"),
-            "rate": log_slider("rate req/s", rate, 0.1, 1000),
+            "rate": log_slider("rate req/s", rate, *RANGES["rate"]),
             "cv": widgets.FloatSlider(value=1.0, min=0.25, max=8.0, step=0.25, description="burstiness CV",
                                       continuous_update=False),
             "lengths": widgets.Dropdown(options=[(LENGTH_LABELS[name], name) for name in choices], value=lengths,

@@ -9,9 +9,10 @@ import ipywidgets as widgets
 import numpy as np
 
 from ..sketches import BloomFilter
-from ._lab_panel import LabPanel
+from ._lab_panel import LabPanel, check_ranges
 from ._plots import new_figure, png_of
 
+RANGES = {"n": (100, 1_000_000), "p": (1e-4, 10**-0.5)}  # what the sliders show, and what %bloom accepts
 FILL_POINTS = 15
 MAX_FILL = 1.5  # the curves go on past capacity, where the rate climbs
 QUERIES = 20_000
@@ -92,12 +93,14 @@ class BloomPanel(LabPanel):
     exact one; away from the optimal k, both rise."""
 
     def __init__(self, n: int = 100_000, p: float = 0.01, kind: str = "classic"):
-        sized = BloomFilter(n, p, kind=kind)  # bad values are refused here, with the core's message
+        check_ranges(RANGES, n=n, p=p)
+        sized = BloomFilter(n, p, kind=kind)  # the core refuses the rest, with its message
+        (n_low, n_high), (p_low, p_high) = RANGES["n"], RANGES["p"]
         controls = {
-            "n": widgets.FloatLogSlider(value=n, base=10, min=2, max=6, step=0.1, description="capacity n",
-                                        continuous_update=False, readout_format=".3s"),
-            "p": widgets.FloatLogSlider(value=p, base=10, min=-4, max=-0.5, step=0.1, description="target p",
-                                        continuous_update=False, readout_format=".2g"),
+            "n": widgets.FloatLogSlider(value=n, base=10, min=np.log10(n_low), max=np.log10(n_high), step=0.1,
+                                        description="capacity n", continuous_update=False, readout_format=".3s"),
+            "p": widgets.FloatLogSlider(value=p, base=10, min=np.log10(p_low), max=np.log10(p_high), step=0.1,
+                                        description="target p", continuous_update=False, readout_format=".2g"),
             "kind": widgets.ToggleButtons(options=["classic", "blocked"], value=kind),
             "by_hand": widgets.Checkbox(value=False, description="m and k by hand"),
             "m": widgets.FloatLogSlider(value=sized.num_bits, base=2, min=8, max=26, step=0.25,

@@ -10,6 +10,7 @@ from ..cluster import Cluster
 from ._plots import new_figure, png_of
 
 ACTIONS = ("kill", "restart", "pause", "resume")
+MAX_DELAY_MS = 1000  # the delay slider's top, and the most %cluster net --delay accepts
 
 
 def rate_by_fate(trace, now: float, seconds: int = 60):
@@ -56,7 +57,7 @@ class ClusterPanel(widgets.VBox):
         faults = cluster.network()["default"]
         self.drop = widgets.FloatSlider(value=faults.drop, min=0.0, max=1.0, step=0.01, description="drop",
                                         continuous_update=False, readout_format=".2f")
-        self.delay = widgets.IntRangeSlider(value=[round(d * 1000) for d in faults.delay], min=0, max=1000,
+        self.delay = widgets.IntRangeSlider(value=[round(d * 1000) for d in faults.delay], min=0, max=MAX_DELAY_MS,
                                             description="delay ms", continuous_update=False)
         self.plot = widgets.Image(format="png")
         self.message = widgets.Label()

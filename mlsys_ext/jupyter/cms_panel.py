@@ -9,8 +9,11 @@ import ipywidgets as widgets
 import numpy as np
 
 from ..sketches import CountMinSketch
-from ._lab_panel import LabPanel
+from ._lab_panel import LabPanel, check_ranges
 from ._plots import new_figure, png_of
+
+# what the sliders show, and what %cms accepts
+RANGES = {"eps": (1e-4, 0.1), "delta": (1e-4, 10**-0.5), "length": (10_000, 2_000_000), "skew": (1.05, 2.5)}
 
 
 @dataclass
@@ -73,20 +76,18 @@ class CountMinPanel(LabPanel):
 
     def __init__(self, eps: float = 0.001, delta: float = 0.01, length: int = 200_000, skew: float = 1.2,
                  conservative: bool = False):
-        CountMinSketch(eps, delta)  # bad values are refused here, with the core's message
-        if not skew > 1:
-            raise ValueError(f"skew must be > 1 (a Zipf exponent), got {skew!r}")
-        if not length >= 1:
-            raise ValueError(f"length must be >= 1, got {length!r}")
+        check_ranges(RANGES, eps=eps, delta=delta, length=length, skew=skew)
+        (eps_low, eps_high), (delta_low, delta_high) = RANGES["eps"], RANGES["delta"]
         controls = {
-            "eps": widgets.FloatLogSlider(value=eps, base=10, min=-4, max=-1, step=0.1, description="eps",
-                                          continuous_update=False, readout_format=".2g"),
-            "delta": widgets.FloatLogSlider(value=delta, base=10, min=-4, max=-0.5, step=0.1,
-                                            description="delta", continuous_update=False, readout_format=".2g"),
-            "length": widgets.IntSlider(value=length, min=10_000, max=2_000_000, step=10_000,
+            "eps": widgets.FloatLogSlider(value=eps, base=10, min=np.log10(eps_low), max=np.log10(eps_high),
+                                          step=0.1, description="eps", continuous_update=False, readout_format=".2g"),
+            "delta": widgets.FloatLogSlider(value=delta, base=10, min=np.log10(delta_low), max=np.log10(delta_high),
+                                            step=0.1, description="delta", continuous_update=False,
+                                            readout_format=".2g"),
+            "length": widgets.IntSlider(value=length, min=RANGES["length"][0], max=RANGES["length"][1], step=10_000,
                                         description="stream N", continuous_update=False),
-            "skew": widgets.FloatSlider(value=skew, min=1.05, max=2.5, step=0.05, description="Zipf skew",
-                                        continuous_update=False),
+            "skew": widgets.FloatSlider(value=skew, min=RANGES["skew"][0], max=RANGES["skew"][1], step=0.05,
+                                        description="Zipf skew", continuous_update=False),
             "conservative": widgets.Checkbox(value=conservative, description="conservative update"),
         }
         super().__init__("Count-Min sketch: overestimates against the eps N bound", controls)

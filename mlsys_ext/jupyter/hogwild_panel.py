@@ -10,13 +10,13 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..kernels import SGDResult, hogwild_sgd, sparse_classification
-from ._lab_panel import LabPanel
+from ._lab_panel import LabPanel, check_ranges
 from ._plots import panel_axes, png_of
 
 MODES = ("hogwild", "locked", "serial")
 LOSSES = ("log", "hinge")
 RANGES = {"rows": (1_000, 400_000), "features_log2": (8, 22), "nnz_per_row": (1, 200), "epochs": (1, 30),
-          "lr": (1e-3, 10.0)}  # what the sliders show
+          "lr": (1e-3, 10.0)}  # what the sliders show, and what %hogwild accepts
 COLORS = {"hogwild": "#1f77b4", "locked": "#d62728", "serial": "#2ca02c"}
 SEED = 0
 
@@ -85,15 +85,11 @@ class HogwildPanel(LabPanel):
                  threads: int | None = None, epochs: int = 5, lr: float = 0.1, loss: str = "log"):
         pool = numba.config.NUMBA_NUM_THREADS
         threads = pool if threads is None else threads
-        # bad values are refused here, with the core's message, before a slider could clip them
+        sized = {"rows": rows, "features_log2": features_log2, "nnz_per_row": nnz_per_row, "epochs": epochs}
+        check_ranges({**RANGES, "threads": (1, pool)}, **sized, lr=lr, threads=threads)
+        # the core refuses the rest (the loss), with its message
         hogwild_sgd(sp.eye(2, format="csr"), [0, 1], loss=loss, epochs=epochs, lr=lr, threads=threads,
                     mode="serial", backend="numpy")
-        sparse_classification(1, 2**features_log2, nnz_per_row)
-        sized = {"rows": rows, "features_log2": features_log2, "nnz_per_row": nnz_per_row, "epochs": epochs}
-        for name, value in (*sized.items(), ("lr", lr)):
-            low, high = RANGES[name]
-            if not low <= value <= high:
-                raise ValueError(f"{name} must be from {low:g} to {high:g} in this panel, got {value!r}")
         controls = {name: widgets.IntSlider(value=value, min=RANGES[name][0], max=RANGES[name][1],
                                             step=1_000 if name == "rows" else 1, description=name.replace("_", " "),
                                             continuous_update=False)

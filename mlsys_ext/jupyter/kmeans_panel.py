@@ -10,8 +10,10 @@ import numba
 import numpy as np
 
 from ..kernels import available_backends, kmeans, kmeans_plusplus, matmul_peak_gflops
-from ._lab_panel import LabPanel
+from ._lab_panel import LabPanel, check_ranges
 from ._plots import panel_axes, png_of
+
+RANGES = {"n": (1_000, 200_000), "dims": (1, 64), "k": (1, 64)}  # what the sliders show, and what %kmeans accepts
 
 MAX_TRACE_ITERATIONS = 30  # the centroid paths drawn: enough to see them settle
 TIMED_ITERATIONS = 5  # per implementation, from the same start
@@ -138,22 +140,21 @@ class KMeansPanel(LabPanel):
 
     def __init__(self, n: int = 10_000, dims: int = 8, k: int = 8, threads: int | None = None,
                  backend: str = "numba", init: str = "k-means++"):
+        max_threads = numba.config.NUMBA_NUM_THREADS
+        threads = max_threads if threads is None else threads
+        check_ranges({**RANGES, "threads": (1, max_threads)}, n=n, dims=dims, k=k, threads=threads)
         usable = [name for name, (ok, why) in available_backends().items() if ok and "simulator" not in why]
         if backend not in usable:
             raise ValueError(f"backend must be one of {', '.join(usable)} here, got {backend!r}")
-        max_threads = numba.config.NUMBA_NUM_THREADS
-        threads = max_threads if threads is None else threads
-        for name, value, low, high in (("n", n, 1_000, 200_000), ("dims", dims, 1, 64), ("k", k, 1, 64),
-                                       ("threads", threads, 1, max_threads)):
-            if not low <= value <= high:
-                raise ValueError(f"{name} must be from {low:,} to {high:,}, got {value:,}")
         if init not in ("k-means++", "random"):
             raise ValueError(f"init must be k-means++ or random, got {init!r}")
         controls = {
-            "n": widgets.IntSlider(value=n, min=1_000, max=200_000, step=1_000, description="points",
+            "n": widgets.IntSlider(value=n, min=RANGES["n"][0], max=RANGES["n"][1], step=1_000, description="points",
                                    continuous_update=False),
-            "dims": widgets.IntSlider(value=dims, min=1, max=64, description="dims", continuous_update=False),
-            "k": widgets.IntSlider(value=k, min=1, max=64, description="k", continuous_update=False),
+            "dims": widgets.IntSlider(value=dims, min=RANGES["dims"][0], max=RANGES["dims"][1], description="dims",
+                                      continuous_update=False),
+            "k": widgets.IntSlider(value=k, min=RANGES["k"][0], max=RANGES["k"][1], description="k",
+                                   continuous_update=False),
             "threads": widgets.IntSlider(value=threads, min=1, max=max_threads,
                                          description="threads", continuous_update=False),
             "backend": widgets.Dropdown(options=usable, value=backend, description="backend"),

@@ -9,9 +9,11 @@ import ipywidgets as widgets
 import numpy as np
 
 from ..sketches import MinHash, MinHashLSH
-from ._lab_panel import LabPanel
+from ._lab_panel import LabPanel, check_ranges
 from ._plots import new_figure, png_of
 
+# what the sliders show, and what %lsh accepts (optimal_params takes seconds at a few thousand permutations)
+RANGES = {"num_perm": (16, 512), "threshold": (0.1, 0.95), "fp_weight": (0.0, 1.0)}
 BUCKETS = np.round(np.arange(0.05, 1.0, 0.05), 2)  # Jaccard similarity of the generated pairs
 PAIRS_PER_BUCKET = 40
 DOC_TOKENS = 200
@@ -101,14 +103,14 @@ class LSHPanel(LabPanel):
     negatives; b and r are chosen by the index, and the measurement checks the S-curve."""
 
     def __init__(self, num_perm: int = 128, threshold: float = 0.8, fp_weight: float = 0.5):
-        MinHashLSH(threshold, num_perm, weights=(fp_weight, 1.0 - fp_weight))  # refused here if bad
+        check_ranges(RANGES, num_perm=num_perm, threshold=threshold, fp_weight=fp_weight)
         controls = {
-            "num_perm": widgets.IntSlider(value=num_perm, min=16, max=512, step=16, description="num_perm",
-                                          continuous_update=False),
-            "threshold": widgets.FloatSlider(value=threshold, min=0.1, max=0.95, step=0.05,
-                                             description="threshold", continuous_update=False),
-            "fp_weight": widgets.FloatSlider(value=fp_weight, min=0.0, max=1.0, step=0.05,
-                                             description="FP weight", continuous_update=False),
+            "num_perm": widgets.IntSlider(value=num_perm, min=RANGES["num_perm"][0], max=RANGES["num_perm"][1],
+                                          step=16, description="num_perm", continuous_update=False),
+            "threshold": widgets.FloatSlider(value=threshold, min=RANGES["threshold"][0], max=RANGES["threshold"][1],
+                                             step=0.05, description="threshold", continuous_update=False),
+            "fp_weight": widgets.FloatSlider(value=fp_weight, min=RANGES["fp_weight"][0], max=RANGES["fp_weight"][1],
+                                             step=0.05, description="FP weight", continuous_update=False),
         }
         super().__init__("MinHash LSH: measured candidate probability against the S-curve", controls)
 
@@ -123,6 +125,8 @@ class LSHPanel(LabPanel):
 
 PROBES = (0, 1, 2, 4, 8)
 K = 10
+SIMHASH_RANGES = {"bits": (8, 64)}  # what the slider shows, and what %lsh --simhash accepts
+BANDS = (1, 2, 4, 8)  # the bands dropdown
 
 
 @dataclass
@@ -198,12 +202,15 @@ class SimHashPanel(LabPanel):
     def __init__(self, bits: int = 32, bands: int = 4):
         from ..sketches import SimHashLSH
 
-        SimHashLSH(32, bits=bits, bands=bands)  # bad values are refused here, with the core's message
+        check_ranges(SIMHASH_RANGES, bits=bits)
+        if bands not in BANDS:
+            raise ValueError(f"bands must be one of {', '.join(map(str, BANDS))}, got {bands!r}")
+        SimHashLSH(32, bits=bits, bands=bands)  # the core refuses the rest (bits not divisible by bands)
         self.data = clustered_vectors()
         controls = {
-            "bits": widgets.IntSlider(value=bits, min=8, max=64, step=8, description="bits",
-                                      continuous_update=False),
-            "bands": widgets.Dropdown(options=[1, 2, 4, 8], value=bands, description="bands"),
+            "bits": widgets.IntSlider(value=bits, min=SIMHASH_RANGES["bits"][0], max=SIMHASH_RANGES["bits"][1],
+                                      step=8, description="bits", continuous_update=False),
+            "bands": widgets.Dropdown(options=list(BANDS), value=bands, description="bands"),
         }
         super().__init__("SimHash LSH: recall@10 and speed against probes", controls)
 

@@ -12,22 +12,30 @@ from IPython.core.magic import Magics, line_cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from IPython.display import display
 
-from ..cluster import BACKENDS, Cluster, ClusterError
+from ..cluster import BACKENDS, ActorTimeoutError, Cluster, ClusterError, check_workers
 from ..kernels import BackendUnavailable
 from .._environment import environment, format_environment
+from . import (attention_panel, batching_panel, bloom_panel, cluster_panel, cms_panel, hogwild_panel, kmeans_panel,
+               lsh_panel, raft_panel)
+from ._lab_panel import span
 
+WORKER_LIMIT = "1 to 4 per CPU, or $MLSYS_MAX_WORKERS"  # what check_workers allows
+THREADS_HELP = "numba threads (1 to numba's pool; default: all)"
 COMMANDS = ("start", "status", "stop", "kill", "restart", "pause", "resume",
             "partition", "heal", "net", "trace", "run")
 CLUSTER_USAGE = (
-    "usage: %cluster [start [N] [--backend local|ray] [--address A] | status | stop | "
+    f"usage: %cluster [start [N] ({WORKER_LIMIT}) [--backend local|ray] [--address A] | "
+    "status | stop | "
     "kill|restart|pause|resume NAME | partition a,b | c | heal | "
-    "net [--drop P] [--delay 0-27ms] [--duplicate P] [--link a,b] | trace [-n 20]]; "
+    f"net [--drop P] [--delay 0-27ms, up to {cluster_panel.MAX_DELAY_MS} ms] [--duplicate P] [--link a,b] | "
+    "trace [-n 20]]; "
     "%%cluster run [--targets w0,w1]"
 )
 RAFT_COMMANDS = ("panel", "study", "start", "status", "kill", "restart", "partition", "heal", "put", "get", "stop")
 RAFT_USAGE = (
     "usage: %raft [-n 5] [--seed 0] (the simulated panel) | %raft study [--trials 20] | "
-    "%raft start [N] | status | kill|restart ID|leader | partition 0 | 1,2 | heal | put KEY VALUE | get KEY | stop"
+    f"%raft start [N] ({WORKER_LIMIT}) | status | kill|restart ID|leader | partition 0 | 1,2 | "
+    "heal | put KEY VALUE | get KEY | stop"
 )
 # every lab panel, for the sidebar's buttons: a new panel magic joins here
 PANELS = (
@@ -96,113 +104,118 @@ class MlsysMagics(Magics):
         display(panel)
 
     @magic_arguments()
-    @argument("-n", type=int, default=100_000, help="capacity: keys the filter is sized for")
-    @argument("-p", type=float, default=0.01, help="target false-positive rate at capacity")
+    @argument("-n", type=int, default=100_000,
+              help=f"capacity: keys the filter is sized for ({span(*bloom_panel.RANGES['n'])})")
+    @argument("-p", type=float, default=0.01,
+              help=f"target false-positive rate at capacity ({span(*bloom_panel.RANGES['p'])})")
     @argument("--kind", default="classic", help="classic or blocked")
     @line_magic
     def bloom(self, line: str = ""):
         """Open the Bloom filter panel: measured false-positive rate against theory."""
-        from .bloom_panel import BloomPanel
-
-        self._open_panel(MlsysMagics.bloom, line, lambda a: BloomPanel(a.n, a.p, a.kind))
+        self._open_panel(MlsysMagics.bloom, line, lambda a: bloom_panel.BloomPanel(a.n, a.p, a.kind))
 
     @magic_arguments()
-    @argument("--eps", type=float, default=0.001, help="relative error: estimates exceed by at most eps N")
-    @argument("--delta", type=float, default=0.01, help="probability per key of exceeding the bound")
-    @argument("-N", "--length", type=int, default=200_000, help="stream length")
-    @argument("--skew", type=float, default=1.2, help="Zipf exponent of the stream (> 1)")
+    @argument("--eps", type=float, default=0.001,
+              help=f"relative error: estimates exceed by at most eps N ({span(*cms_panel.RANGES['eps'])})")
+    @argument("--delta", type=float, default=0.01,
+              help=f"probability per key of exceeding the bound ({span(*cms_panel.RANGES['delta'])})")
+    @argument("-N", "--length", type=int, default=200_000,
+              help=f"stream length ({span(*cms_panel.RANGES['length'])})")
+    @argument("--skew", type=float, default=1.2,
+              help=f"Zipf exponent of the stream ({span(*cms_panel.RANGES['skew'])})")
     @argument("--conservative", action="store_true", help="conservative update")
     @line_magic
     def cms(self, line: str = ""):
         """Open the Count-Min panel: overestimates against the eps N bound."""
-        from .cms_panel import CountMinPanel
-
         self._open_panel(MlsysMagics.cms, line,
-                         lambda a: CountMinPanel(a.eps, a.delta, a.length, a.skew, a.conservative))
+                         lambda a: cms_panel.CountMinPanel(a.eps, a.delta, a.length, a.skew, a.conservative))
 
     @magic_arguments()
-    @argument("--num-perm", type=int, default=128, help="MinHash permutations per signature")
-    @argument("--threshold", type=float, default=0.8, help="Jaccard similarity the index targets")
-    @argument("--fp-weight", type=float, default=0.5, help="weight of false positives (false negatives: 1 - it)")
+    @argument("--num-perm", type=int, default=128,
+              help=f"MinHash permutations per signature ({span(*lsh_panel.RANGES['num_perm'])})")
+    @argument("--threshold", type=float, default=0.8,
+              help=f"Jaccard similarity the index targets ({span(*lsh_panel.RANGES['threshold'])})")
+    @argument("--fp-weight", type=float, default=0.5,
+              help=f"weight of false positives, false negatives: 1 - it ({span(*lsh_panel.RANGES['fp_weight'])})")
     @argument("--simhash", action="store_true", help="the SimHash panel (vectors) instead of MinHash (sets)")
-    @argument("--bits", type=int, default=32, help="--simhash: hyperplanes")
-    @argument("--bands", type=int, default=4, help="--simhash: bands the bits are split into")
+    @argument("--bits", type=int, default=32,
+              help=f"--simhash: hyperplanes ({span(*lsh_panel.SIMHASH_RANGES['bits'])})")
+    @argument("--bands", type=int, default=4,
+              help=f"--simhash: bands the bits are split into ({', '.join(map(str, lsh_panel.BANDS))})")
     @line_magic
     def lsh(self, line: str = ""):
         """Open the LSH panel: MinHash candidates against the S-curve, or (--simhash) recall@10 against probes."""
-        from .lsh_panel import LSHPanel, SimHashPanel
-
-        self._open_panel(MlsysMagics.lsh, line, lambda a: SimHashPanel(a.bits, a.bands) if a.simhash
-                         else LSHPanel(a.num_perm, a.threshold, a.fp_weight))
+        self._open_panel(MlsysMagics.lsh, line, lambda a: lsh_panel.SimHashPanel(a.bits, a.bands) if a.simhash
+                         else lsh_panel.LSHPanel(a.num_perm, a.threshold, a.fp_weight))
 
     @magic_arguments()
-    @argument("-n", type=int, default=10_000, help="points (1,000 to 200,000)")
-    @argument("--dims", type=int, default=8, help="dimensions (1 to 64)")
-    @argument("-k", type=int, default=8, help="clusters (1 to 64)")
-    @argument("--threads", type=int, default=None, help="numba threads (default: all)")
+    @argument("-n", type=int, default=10_000, help=f"points ({span(*kmeans_panel.RANGES['n'])})")
+    @argument("--dims", type=int, default=8, help=f"dimensions ({span(*kmeans_panel.RANGES['dims'])})")
+    @argument("-k", type=int, default=8, help=f"clusters ({span(*kmeans_panel.RANGES['k'])})")
+    @argument("--threads", type=int, default=None, help=THREADS_HELP)
     @argument("--backend", default="numba", help="numba, numpy, cupy or numba-cuda (where usable)")
     @argument("--init", default="k-means++", help="k-means++ or random")
     @line_magic
     def kmeans(self, line: str = ""):
         """Open the k-means panel: centroids moving, inertia, time per iteration against scikit-learn."""
-        from .kmeans_panel import KMeansPanel
-
         self._open_panel(MlsysMagics.kmeans, line,
-                         lambda a: KMeansPanel(a.n, a.dims, a.k, a.threads, a.backend, a.init))
+                         lambda a: kmeans_panel.KMeansPanel(a.n, a.dims, a.k, a.threads, a.backend, a.init))
 
     @magic_arguments()
-    @argument("--rows", type=int, default=10_000, help="training rows (1,000 to 400,000)")
-    @argument("--features-log2", type=int, default=18, help="log2 of the feature count")
-    @argument("--nnz", type=int, default=20, help="nonzeros per row")
-    @argument("--threads", type=int, default=None, help="workers (default: numba's thread pool)")
-    @argument("--epochs", type=int, default=5, help="passes over the data")
-    @argument("--lr", type=float, default=0.1, help="learning rate (constant)")
+    @argument("--rows", type=int, default=10_000, help=f"training rows ({span(*hogwild_panel.RANGES['rows'])})")
+    @argument("--features-log2", type=int, default=18,
+              help=f"log2 of the feature count ({span(*hogwild_panel.RANGES['features_log2'])})")
+    @argument("--nnz", type=int, default=20,
+              help=f"nonzeros per row ({span(*hogwild_panel.RANGES['nnz_per_row'])})")
+    @argument("--threads", type=int, default=None, help=THREADS_HELP)
+    @argument("--epochs", type=int, default=5, help=f"passes over the data ({span(*hogwild_panel.RANGES['epochs'])})")
+    @argument("--lr", type=float, default=0.1, help=f"learning rate, constant ({span(*hogwild_panel.RANGES['lr'])})")
     @argument("--loss", default="log", help="log or hinge")
     @line_magic
     def hogwild(self, line: str = ""):
         """Open the Hogwild panel: loss against time for lock-free, locked and serial SGD, and speedup."""
-        from .hogwild_panel import HogwildPanel
-
-        self._open_panel(MlsysMagics.hogwild, line, lambda a: HogwildPanel(
+        self._open_panel(MlsysMagics.hogwild, line, lambda a: hogwild_panel.HogwildPanel(
             a.rows, a.features_log2, a.nnz, a.threads, a.epochs, a.lr, a.loss))
 
     @magic_arguments()
-    @argument("-L", "--seq-len", type=int, default=512, help="sequence length (16 to 4096)")
-    @argument("--heads", type=int, default=4, help="query heads (1 to 16)")
-    @argument("--head-dim", type=int, default=64, help="head dimension")
+    @argument("-L", "--seq-len", type=int, default=512,
+              help=f"sequence length ({span(*attention_panel.RANGES['seq_len'])})")
+    @argument("--heads", type=int, default=4, help=f"query heads ({span(*attention_panel.RANGES['heads'])})")
+    @argument("--head-dim", type=int, default=64,
+              help=f"head dimension ({span(*attention_panel.RANGES['head_dim'])})")
     @argument("--backend", default="auto", help="numba, numpy, cupy, numba-cuda or auto (where usable)")
     @argument("--causal", action="store_true", help="mask keys after each query")
-    @argument("--threads", type=int, default=None, help="numba threads (default: all)")
+    @argument("--threads", type=int, default=None, help=THREADS_HELP)
     @line_magic
     def attention(self, line: str = ""):
         """Open the attention panel: the flash-style kernel against naive numpy and torch SDPA."""
-        from .attention_panel import AttentionPanel
-
-        self._open_panel(MlsysMagics.attention, line, lambda a: AttentionPanel(
+        self._open_panel(MlsysMagics.attention, line, lambda a: attention_panel.AttentionPanel(
             a.seq_len, a.heads, a.head_dim, a.backend, a.causal, a.threads))
 
     @magic_arguments()
     @argument("--policy", default="continuous", help="static, dynamic, continuous or chunked")
-    @argument("--rate", type=float, default=8.0, help="arrival rate, requests per second")
-    @argument("--requests", type=int, default=1000, help="requests simulated per slider move (50 to 20,000)")
+    @argument("--rate", type=float, default=8.0,
+              help=f"arrival rate, requests per second ({span(*batching_panel.RANGES['rate'])})")
+    @argument("--requests", type=int, default=1000,
+              help=f"requests simulated per slider move ({span(*batching_panel.RANGES['requests'])})")
     @argument("--lengths", default=None, help="chat, long-prompt, zipf, or trace (with --trace)")
-    @argument("--trace", default=None, help="a CSV of arrived_at,num_prefill_tokens,num_decode_tokens")
+    @argument("--trace", default=None, help=batching_panel.TRACE_FORMAT)
     @line_magic
     def batching(self, line: str = ""):
         """Open the batching panel: serving schedulers simulated, the hockey stick beside the
         saturation rate, batches and KV memory per iteration, and a run on a real tiny model."""
-        from .batching_panel import BatchingPanel
-
-        self._open_panel(MlsysMagics.batching, line, lambda a: BatchingPanel(
+        self._open_panel(MlsysMagics.batching, line, lambda a: batching_panel.BatchingPanel(
             a.policy, a.rate, a.requests, a.trace, a.lengths))
 
     @magic_arguments()
     @argument("command", nargs="?", default="panel", help=f"one of: {', '.join(RAFT_COMMANDS)}")
-    @argument("words", nargs="*", help="start: servers; kill/restart: id or leader; partition: 0 | 1,2; "
-                                        "put: key value; get: key")
-    @argument("-n", "--servers", type=int, default=5, help="panel: servers in the simulated cluster (1 to 9)")
+    @argument("words", nargs="*", help=f"start: servers ({WORKER_LIMIT}); kill/restart: id or leader; "
+                                        "partition: 0 | 1,2; put: key value; get: key")
+    @argument("-n", "--servers", type=int, default=5,
+              help=f"panel: servers in the simulated cluster ({span(*raft_panel.RANGES['n'])})")
     @argument("--seed", type=int, default=0, help="panel: the simulation's seed: same seed, same run")
-    @argument("--trials", type=int, default=20, help="study: trials per election-timeout range")
+    @argument("--trials", type=int, default=20,
+              help=f"study: trials per election-timeout range ({span(*raft_panel.RANGES['trials'])})")
     @line_magic
     def raft(self, line: str = ""):
         """The Raft panel on a simulated cluster (no command), the paper's Figure 16 (study),
@@ -213,9 +226,8 @@ class MlsysMagics(Magics):
             if args.command not in RAFT_COMMANDS:
                 raise UsageError(f"unknown command {args.command!r}")
             if args.command in ("panel", "study"):
-                from .raft_panel import RaftPanel, RaftStudy
-
-                display(RaftStudy(args.trials) if args.command == "study" else RaftPanel(args.servers, args.seed))
+                display(raft_panel.RaftStudy(args.trials) if args.command == "study"
+                        else raft_panel.RaftPanel(args.servers, args.seed))
                 return None
             return self._raft_live(args.command, args.words)
         except (UsageError, ValueError, TypeError, ClusterError, TimeoutError) as exc:
@@ -227,10 +239,11 @@ class MlsysMagics(Magics):
         if command == "start":
             if len(words) > 1 or (words and not words[0].isdigit()):
                 raise UsageError("start takes the number of servers, e.g. %raft start 3")
+            servers = check_workers(int(words[0]) if words else 3)  # one worker each: refused before a stop
             if self.raft_cluster is not None:
                 self.raft_cluster.stop()  # a new start replaces the old servers
             self.raft_cluster = None
-            self.raft_cluster = RaftCluster(int(words[0]) if words else 3)
+            self.raft_cluster = RaftCluster(servers)
             self.raft_cluster.wait_for_leader()
             return self.raft_cluster.states()
         raft = self.raft_cluster
@@ -267,18 +280,22 @@ class MlsysMagics(Magics):
 
     @magic_arguments()
     @argument("command", nargs="?", help=f"one of: {', '.join(COMMANDS)}; none shows the panel")
-    @argument("names", nargs="*", help="worker count (start), actor or worker (kill ...), groups (partition)")
+    @argument("names", nargs="*", help=f"worker count (start: {WORKER_LIMIT}), actor or worker (kill ...), "
+                                        "groups (partition)")
     @argument("-n", type=int, default=None, help="workers to start, or trace rows to show")
     @argument("--backend", default="local", help=f"start: one of {', '.join(BACKENDS)}")
     @argument("--address", default=None, help="start --backend ray: an existing Ray cluster")
     @argument("--drop", type=float, default=None, help="net: drop probability (net sets drop, delay and duplicate; those not given become 0)")
-    @argument("--delay", default=None, help="net: delay, e.g. 0-27ms")
+    @argument("--delay", default=None, help=f"net: delay, e.g. 0-27ms (up to {cluster_panel.MAX_DELAY_MS} ms)")
     @argument("--duplicate", type=float, default=None, help="net: duplicate probability")
-    @argument("--link", default=None, help="net: only between two endpoints, e.g. a,b")
+    @argument("--link", default=None, help="net: only between two actor names, e.g. a,b (with a fault to set)")
     @argument("--targets", default=None, help="run: comma-separated workers (default: all)")
     @line_cell_magic
     def cluster(self, line: str = "", cell: str | None = None):
-        """Start, inspect and break a cluster of actors. `%cluster` alone opens the panel."""
+        """Start, inspect and break a cluster of actors. `%cluster` alone opens the panel.
+
+        A `%%cluster run` cell that runs past the cluster's timeout keeps running on its
+        worker (it cannot be interrupted there): `%cluster restart w0` (or `kill w0`) ends it."""
         try:
             args = parse_argstring(MlsysMagics.cluster, line)
             if args.command is not None and args.command not in COMMANDS:
@@ -291,9 +308,7 @@ class MlsysMagics(Magics):
 
     def _dispatch(self, command, args, cell):
         if command is None:
-            from .cluster_panel import ClusterPanel
-
-            panel = ClusterPanel(self._current())
+            panel = cluster_panel.ClusterPanel(self._current())
             display(panel)
             return None
         if command == "start":
@@ -321,6 +336,8 @@ class MlsysMagics(Magics):
         if command == "net":
             return self._net(cluster, args)
         if command == "trace":
+            if args.n is not None and args.n < 1:
+                raise UsageError(f"trace -n takes the number of rows to show (>= 1), got {args.n}")
             return cluster.trace(20 if args.n is None else args.n)
         return self._run(cluster, args, cell)
 
@@ -334,6 +351,9 @@ class MlsysMagics(Magics):
             n = int(args.names[0])
         if args.backend not in BACKENDS:
             raise UsageError(f"--backend must be one of {', '.join(BACKENDS)}, got {args.backend!r}")
+        if args.address and args.backend != "ray":
+            raise UsageError("--address names an existing Ray cluster: give it with --backend ray")
+        n = check_workers(n)  # refused before the running cluster is stopped
         if self.current is not None:
             self.current.stop()  # re-running start replaces the old cluster cleanly
             self.current = None
@@ -342,19 +362,20 @@ class MlsysMagics(Magics):
         return self.current
 
     def _net(self, cluster: Cluster, args):
-        if args.drop is None and args.delay is None and args.duplicate is None:
-            return cluster.network()
         link = None
-        if args.link:
+        if args.link is not None:
             link = [n.strip() for n in args.link.split(",")]
-            if len(link) != 2:
-                raise UsageError(f"--link takes two endpoints, e.g. --link a,b; got {args.link!r}")
-        cluster.set_network(
-            drop=args.drop or 0.0,
-            delay=parse_delay(args.delay) if args.delay else 0.0,
-            duplicate=args.duplicate or 0.0,
-            link=link,
-        )
+            if len(link) != 2 or not all(link):
+                raise UsageError(f"--link takes two actor names a,b, e.g. --link driver,c0; got {args.link!r}")
+        delay = parse_delay(args.delay) if args.delay else 0.0
+        if args.delay and max(delay) > cluster_panel.MAX_DELAY_MS / 1000:
+            raise UsageError(f"--delay {args.delay!r}: delays go up to {cluster_panel.MAX_DELAY_MS} ms "
+                             "(the panel's slider)")
+        if args.drop is None and args.delay is None and args.duplicate is None:
+            if link is not None:
+                raise UsageError("--link needs a fault to set on it: --drop, --delay or --duplicate")
+            return cluster.network()
+        cluster.set_network(drop=args.drop or 0.0, delay=delay, duplicate=args.duplicate or 0.0, link=link)
         return None
 
     def _run(self, cluster: Cluster, args, cell: str):
@@ -366,7 +387,10 @@ class MlsysMagics(Magics):
         for worker, result in cluster.execute(cell, targets).items():
             if result.stdout:
                 print(f"[{worker}] " + result.stdout.rstrip("\n").replace("\n", f"\n[{worker}] "))
-            if result.error is not None:
+            if isinstance(result.error, ActorTimeoutError):  # a worker runs one cell at a time, uninterruptibly
+                print(f"[{worker}] no answer after {cluster.timeout:g} s; the cell is still running there: "
+                      f"%cluster restart {worker} ends it")
+            elif result.error is not None:
                 print(f"[{worker}] {type(result.error).__name__}: {result.error}")
             elif result.value is not None:
                 print(f"[{worker}] Out: {result.value!r}")

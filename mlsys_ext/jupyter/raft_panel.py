@@ -11,8 +11,11 @@ import numpy as np
 
 from ..raft import RaftConfig
 from ..raft._simulation import Frame, Simulation
+from ._lab_panel import check_ranges
 from ._plots import new_figure, png_of
 
+# what %raft -n and %raft study --trials accept: a trial takes ~0.2 s, and the study draws only when done
+RANGES = {"n": (1, 9), "trials": (1, 50)}
 FRAME_SECONDS = 0.2  # wall seconds between frames while playing
 MAX_FRAMES = 1500  # the timeline keeps the last five minutes of play
 TERM_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf",
@@ -100,8 +103,7 @@ class RaftPanel(widgets.VBox):
 
     def __init__(self, n: int = 5, seed: int = 0, speed: float = 1.0):
         self._stop = threading.Event()  # first: close() runs even when the checks below refuse
-        if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 9:
-            raise ValueError(f"n must be from 1 to 9 servers, got {n!r}")
+        check_ranges(RANGES, n=n)
         self.n, self.seed = n, seed
         self.frames: list[Frame] = []
         self._lock = threading.RLock()
@@ -312,8 +314,7 @@ class RaftStudy(widgets.VBox):
     (a few seconds), drawn when done."""
 
     def __init__(self, trials: int = 20):
-        if isinstance(trials, bool) or not isinstance(trials, int) or not 1 <= trials <= 500:
-            raise ValueError(f"trials must be from 1 to 500, got {trials!r}")
+        check_ranges(RANGES, trials=trials)
         from ..raft import throughput_by_batch, time_to_elect
 
         self.image = widgets.Image(format="png")

@@ -40,7 +40,7 @@ def test_backend_choices_are_the_usable_ones(comm):
 
 @pytest.mark.parametrize("kwargs, message", [({"backend": "tpu"}, "backend must be"),
                                              ({"threads": 0}, "threads must be"),
-                                             ({"heads": 0}, "must not be empty")])
-def test_bad_values_are_refused_with_the_core_message(comm, kwargs, message):
+                                             ({"heads": 0}, "heads must be an integer from 1 to 16")])
+def test_bad_values_are_refused(comm, kwargs, message):
     with pytest.raises(ValueError, match=message):
         AttentionPanel(**kwargs)

@@ -90,7 +90,7 @@ def test_the_real_model_button_serves_off_the_main_thread_and_overlays_the_fitte
 def test_bad_settings_are_refused_and_a_trace_can_be_replayed(comm):
     with pytest.raises(ValueError, match="policy must be one of"):
         BatchingPanel(policy="fifo")
-    with pytest.raises(ValueError, match="is not a file"):
+    with pytest.raises(ValueError, match="is not a trace: expected a CSV with columns"):
         BatchingPanel(trace="/no/such.csv")
     with pytest.raises(ValueError, match="lengths must be one of chat, long-prompt, zipf"):
         BatchingPanel(lengths="trace")

@@ -42,9 +42,11 @@ def test_panel_measures_again_when_sliders_move(comm):
     assert "bits/key" in panel.summary.value and "measured" in panel.status.value
 
 
-def test_bad_values_are_refused_with_the_core_message(comm):
-    with pytest.raises(ValueError, match="fpr"):
+def test_bad_values_are_refused(comm):
+    with pytest.raises(ValueError, match="p must be a number from 0.0001 to 0.316"):
         BloomPanel(p=1.5)
+    with pytest.raises(ValueError, match="kind must be one of"):
+        BloomPanel(kind="striped")
 
 
 def test_m_and_k_by_hand(comm):

@@ -40,10 +40,11 @@ def test_panel_measures_again_when_sliders_move(comm):
 
 
 @pytest.mark.parametrize("keywords, message", [
-    (dict(lr=-1.0), "lr must be a positive finite number"),
+    (dict(lr=-1.0), "lr must be a number from 0.001 to 10"),
     (dict(loss="squared"), "loss must be one of"),
-    (dict(rows=10), "rows must be from 1000 to 400000"),
+    (dict(rows=10), "rows must be an integer from 1,000 to 400,000"),
     (dict(threads=99), "threads must be an integer from 1 to"),
+    (dict(epochs=10**9), "epochs must be an integer from 1 to 30"),
 ])
 def test_bad_values_are_refused(comm, keywords, message):
     with pytest.raises(ValueError, match=message):

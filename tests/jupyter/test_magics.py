@@ -5,23 +5,7 @@ from ipywidgets.widgets.tests.utils import setup_test_comm, teardown_test_comm
 
 from mlsys_ext.jupyter.magics import parse_delay, parse_groups
 from tests.conftest import pid_alive
-
-
-@pytest.fixture
-def ip(ipython):
-    ipython.run_line_magic("load_ext", "mlsys_ext")
-    yield ipython
-    magics = ipython.magics_manager.registry["MlsysMagics"]
-    if magics.current is not None:
-        magics.current.stop()
-        magics.current = None
-
-
-def magic(ip, line, cell=None):
-    name, _, rest = line.partition(" ")
-    if cell is None:
-        return ip.run_line_magic(name, rest)
-    return ip.run_cell_magic(name, rest, cell)
+from tests.jupyter.conftest import magic
 
 
 def spawn_counter(ip, name="c0"):
@@ -117,7 +101,7 @@ def test_bad_arguments_give_a_usage_line(ip, line, cell, message):
     ("cluster kill", "takes one actor or worker name"),
     ("cluster net --drop 3", "drop must be a probability"),
     ("cluster net --delay soon", "--delay 'soon'"),
-    ("cluster net --drop 1 --link a", "--link takes two endpoints"),
+    ("cluster net --drop 1 --link a", "--link takes two actor names a,b"),
     ("cluster partition c0", "groups separated by"),
     ("cluster heal now", "takes no names"),
 ])
@@ -156,11 +140,11 @@ def test_parsers():
     ("cms --eps 0.01 -N 10000 --conservative", "cms --delta 2", "delta"),
     ("lsh --num-perm 64 --threshold 0.7", "lsh --threshold 1.5", "threshold"),
     ("lsh --simhash --bits 16 --bands 2", "lsh --simhash --bits 30 --bands 4", "divisible"),
-    ("kmeans -n 2000 -k 3 --dims 2 --init random", "kmeans -k 500", "k must be from 1 to 64"),
+    ("kmeans -n 2000 -k 3 --dims 2 --init random", "kmeans -k 500", "k must be an integer from 1 to 64"),
     ("hogwild --rows 2000 --features-log2 10 --nnz 8 --epochs 2 --loss hinge", "hogwild --loss squared",
      "loss must be one of"),
     ("attention -L 64 --heads 1 --head-dim 16 --causal", "attention --backend cupy", "cannot run here"),
-    ("raft -n 3 --seed 1", "raft -n 12", "n must be from 1 to 9"),
+    ("raft -n 3 --seed 1", "raft -n 12", "n must be an integer from 1 to 9"),
     ("raft study --trials 2", "raft studies", "unknown command"),
     ("batching --policy static --rate 4 --requests 200", "batching --policy fifo", "policy must be one of"),
 ])
