@@ -15,7 +15,13 @@ $(STAMP): pyproject.toml labextension/package.json $(wildcard labextension/src/*
 
 lab: $(STAMP)
 ifeq ($(HEADLESS),1)
-	$(BIN)/jupyter execute --timeout=600 demos/*.ipynb
+	@log=$$(mktemp); trap 'rm -f "$$log"' EXIT; \
+	for notebook in demos/*.ipynb; do \
+	  start=$$(date +%s); \
+	  $(BIN)/jupyter execute --timeout=600 "$$notebook" 2>"$$log" \
+	    || { cat "$$log"; echo "$$notebook: FAILED"; exit 1; }; \
+	  echo "$$notebook: ok in $$(( $$(date +%s) - start )) s"; \
+	done
 else
 	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) demos/00_tour.ipynb
 endif

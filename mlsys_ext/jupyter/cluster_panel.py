@@ -116,7 +116,9 @@ class ClusterPanel(widgets.VBox):
             return
         names = self.cluster.actors
         if list(self.actor.options) != names:
+            chosen = self.actor.value  # new options would reset it to the first, or leave it blank
             self.actor.options = names
+            self.actor.value = chosen if chosen in names else (names[0] if names else None)
         self.table.value = self.cluster.status().to_html(index=False, border=0)
         rates = rate_by_fate(self.cluster.trace(), self.cluster.elapsed())
         self.plot.value = render_rate_png(*rates, drop=self.drop.value)

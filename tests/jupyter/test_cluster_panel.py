@@ -35,6 +35,26 @@ def test_panel_lists_actors_and_draws_rates(panel):
     assert panel.table.value != sent_before
 
 
+def test_the_actor_choice_is_never_blank_and_survives_new_actors():
+    setup_test_comm()
+    with Cluster(1, timeout=10.0) as cluster:
+        panel = ClusterPanel(cluster, refresh_interval=None)
+        try:
+            assert panel.actor.value is None
+            cluster.spawn(Counter, name="a")
+            panel.refresh()
+            assert panel.actor.value == "a", "the first actor is chosen as soon as there is one"
+            cluster.spawn(Counter, name="b")
+            panel.refresh()
+            panel.actor.value = "b"
+            cluster.spawn(Counter, name="c")
+            panel.refresh()
+            assert panel.actor.options == ("a", "b", "c") and panel.actor.value == "b"
+        finally:
+            panel.close()
+    teardown_test_comm()
+
+
 def test_sliders_set_the_network(panel):
     panel.drop.value = 0.25
     panel.delay.value = [5, 40]
