@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mlsys_ext import describe_machine
 from mlsys_ext.serving import (ContinuousBatcher, CostModel, DynamicBatcher, Lengths, StaticBatcher,
                                TinyTransformer, Workload, serve, simulate)
 
@@ -109,6 +110,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repeats and requests")
     args = parser.parse_args()
+    print(describe_machine(), end="\n\n")
     bench_simulator(repeats=3 if args.quick else 7)
     bench_real(requests=40 if args.quick else 160, repeats=1 if args.quick else 3)
 

@@ -13,6 +13,7 @@ import time
 import numba
 import numpy as np
 
+from mlsys_ext import describe_machine
 from mlsys_ext.sketches import BloomFilter
 
 
@@ -30,6 +31,7 @@ def main() -> None:
     parser.add_argument("--keys", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
+    print(describe_machine(), end="\n\n")
     rng = np.random.default_rng(0)
     present = rng.integers(0, 2**63, args.keys, dtype=np.uint64)
     absent = rng.integers(2**63, 2**64 - 1, args.keys, dtype=np.uint64)

@@ -24,12 +24,13 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
-import platform
 import statistics
 import sys
 import time
 import traceback
 from dataclasses import dataclass
+
+from mlsys_ext import describe_machine
 
 CORES = os.cpu_count() or 1
 ACTORS = 4
@@ -371,29 +372,19 @@ def targets(results: dict) -> list[tuple[str, bool | None, str]]:
     return checks
 
 
-def machine() -> str:
-    try:
-        import ray
-
-        ray_version = ray.__version__
-    except ImportError:
-        ray_version = "not installed"
-    import mlsys_ext
-
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else CORES
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    return (f"machine: {CORES} cores ({usable} usable), {platform.machine()}, {platform.system()} {platform.release()}\n"
-            f"python {platform.python_version()}, ray {ray_version}, mlsys_ext {mlsys_ext.__version__}\n"
-            f"load average at start: {load}")
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a fast smoke run with small counts")
     args = parser.parse_args(argv)
     cfg = QUICK if args.quick else FULL
 
-    print(machine())
+    print(describe_machine())
+    try:
+        import ray
+
+        print(f"ray {ray.__version__}")
+    except ImportError:
+        print("ray: not installed (pip install -e '.[bench]')")
     print(f"settings: {'quick' if args.quick else 'full'} - {cfg.repeats} repeats of ~{cfg.seconds:g} s per rate, "
           f"{cfg.start_repeats} cold starts\n", flush=True)
     began = time.perf_counter()

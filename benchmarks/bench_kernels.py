@@ -17,6 +17,7 @@ import numba
 from kernels_attention import bench_attention
 from kernels_hogwild import bench_hogwild
 from kernels_kmeans import bench_kmeans
+from mlsys_ext import describe_machine
 from mlsys_ext.kernels import compile_log, matmul_peak_gflops
 
 
@@ -26,9 +27,7 @@ def main() -> None:
     cores = os.cpu_count()
     numba.set_num_threads(min(cores, numba.config.NUMBA_NUM_THREADS))
     torch.set_num_threads(cores)
-    overrides = [name for name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE") if name in os.environ]
-    if overrides:
-        print(f"warning: {', '.join(overrides)} set: BLAS runs at about half speed here")
+    print(describe_machine())
     peak = matmul_peak_gflops("float32")
     print(f"{cores} cores; numba {numba.get_num_threads()} threads; "
           f"torch {torch.get_num_threads()} threads; float32 matmul peak {peak:.0f} GFLOP/s\n")

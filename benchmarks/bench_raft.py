@@ -21,6 +21,7 @@ import time
 
 import numpy as np
 
+from mlsys_ext import describe_machine
 from mlsys_ext.raft import RaftCluster, RaftConfig, Simulation
 
 CLIENT_THREADS = (1, 8)
@@ -157,6 +158,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=5.0)
     seconds = parser.parse_args().seconds
+    print(describe_machine(), end="\n\n")
     rows = []
     for threads in CLIENT_THREADS:
         for name, settings in SETTINGS.items():

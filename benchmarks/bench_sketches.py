@@ -39,11 +39,11 @@ from __future__ import annotations
 
 import argparse
 import gc
-import os
-import platform
 import time
 
 import numpy as np
+
+from mlsys_ext import describe_machine
 
 P = 0.01
 EPS, DELTA = 0.001, 0.01
@@ -523,11 +523,7 @@ def main(argv=None) -> int:
     n, pairs, vectors, queries = (100_000, 2_500, 10_000, 200) if args.quick else (1_000_000, 10_000, 50_000, 1_000)
     rng = np.random.default_rng(0)
 
-    import numba
-
-    print(f"machine: {os.cpu_count()} cores, {platform.machine()}, python {platform.python_version()}, "
-          f"numba {numba.__version__} ({numba.get_num_threads()} threads); "
-          f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}\n")
+    print(describe_machine(), end="\n\n")
     targets = (bench_bloom(n, rng) + bench_countmin(n, rng) + bench_minhash(pairs, rng)
                + bench_simhash(vectors, queries, rng))
     print()

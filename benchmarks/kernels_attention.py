@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 
+from mlsys_ext import describe_machine
 from mlsys_ext.kernels import attention, compile_log, matmul_peak_gflops, resolve_backend
 
 BATCH, HEADS, LENGTH, DIM = 1, 8, 2048, 64
@@ -91,4 +92,5 @@ def bench_attention(peak_gflops: float, repeats: int = 5) -> str:
 
 
 if __name__ == "__main__":
+    print(describe_machine(), end="\n\n")
     print(bench_attention(matmul_peak_gflops()))

@@ -22,6 +22,7 @@ import warnings
 
 import numpy as np
 
+from mlsys_ext import describe_machine
 from mlsys_ext.kernels import compile_log, hogwild_sgd, sparse_classification
 
 ROWS, FEATURES, NONZEROS = 200_000, 2**18, 50
@@ -96,4 +97,5 @@ def bench_hogwild(repeats: int = 3) -> str:
 
 
 if __name__ == "__main__":
+    print(describe_machine(), end="\n\n")
     print(bench_hogwild())

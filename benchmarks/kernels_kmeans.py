@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 
+from mlsys_ext import describe_machine
 from mlsys_ext.kernels import kmeans, matmul_peak_gflops
 
 N, D, K = 1_000_000, 32, 64
@@ -78,4 +79,5 @@ def bench_kmeans(peak_gflops: float, repeats: int = 3) -> str:
 
 
 if __name__ == "__main__":
+    print(describe_machine(), end="\n\n")
     print(bench_kmeans(matmul_peak_gflops()))

@@ -3,9 +3,10 @@
 ``%load_ext mlsys_ext`` registers the magics; the topic packages
 (``mlsys_ext.cluster`` ...) are plain Python and work from any script.
 """
+from ._environment import describe_machine, environment
 from ._version import __version__
 
-__all__ = ["__version__", "load_ipython_extension", "unload_ipython_extension"]
+__all__ = ["__version__", "describe_machine", "environment", "load_ipython_extension", "unload_ipython_extension"]
 
 
 def load_ipython_extension(ipython) -> None:
