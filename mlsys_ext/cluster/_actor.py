@@ -57,6 +57,10 @@ class ActorShell:
     def emit_log(self, stream: str, text: str) -> None:
         raise NotImplementedError
 
+    def encode(self, value) -> tuple[bytes, object]:
+        """A return value as (payload, shared memory or None); the local worker shares large arrays."""
+        return dumps(value), None
+
     def enter_thread(self) -> None:
         """Make the calling thread this actor's: its prints, context() and calls are the actor's."""
         current.actor = self
@@ -90,8 +94,8 @@ class ActorShell:
     def run_method(self, method: str, payload=None, args=(), kwargs=None, reply: bool = True):
         """Run one method on pickled (args, kwargs) ``payload``, or on ``args``/``kwargs`` (timers).
 
-        Returns (ok, encoded value or error) when ``reply``; otherwise None, and
-        an error is printed, since nobody waits for it.
+        Returns (ok, encoded value or error, its shared memory or None) when
+        ``reply``; otherwise None, and an error is printed, since nobody waits for it.
         """
         try:
             if payload is not None:
@@ -112,10 +116,10 @@ class ActorShell:
             return None
         if ok:
             try:
-                return True, dumps(value)
+                return (True, *self.encode(value))
             except Exception as exc:
                 error = exc
-        return False, encode_error(error)
+        return False, encode_error(error), None
 
 
 class Timers(threading.Thread):

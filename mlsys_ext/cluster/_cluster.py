@@ -14,7 +14,7 @@ from ._errors import ActorDiedError, ActorTimeoutError, ClusterError
 from ._future import gather
 from ._handle import ActorHandle
 from ._network import DRIVER, Network, make_faults
-from ._wire import dumps
+from ._wire import SHARED_MEMORY_THRESHOLD, dumps
 
 BACKENDS = ("local", "ray")
 MAX_WORKERS_VARIABLE = "MLSYS_MAX_WORKERS"
@@ -120,6 +120,11 @@ class Cluster:
     ``Cluster(n, backend="local")`` runs workers as local processes;
     ``backend="ray"`` runs actors on Ray. Use it as a context manager, or call
     ``stop()``: no worker outlives its cluster.
+
+    On the local backend, numpy arrays of ``shared_memory_threshold`` bytes or more
+    (256 KiB by default; None: never) in call arguments and return values travel
+    through shared memory instead of the message stream, and arrive as read-only
+    zero-copy views.
     """
 
     def __new__(cls, n=None, backend: str = "local", **kwargs):
@@ -133,12 +138,19 @@ class Cluster:
         return object.__new__(cls)
 
     def __init__(self, n: int | None = None, backend: str = "local", *, timeout: float = 30.0,
-                 seed: int | None = None, trace_size: int = 10_000, echo: bool = True):
+                 seed: int | None = None, trace_size: int = 10_000, echo: bool = True,
+                 shared_memory_threshold: int | None = SHARED_MEMORY_THRESHOLD):
         n = check_workers(n)
         if not timeout > 0:
             raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
         if not isinstance(trace_size, int) or trace_size < 1:
             raise ValueError(f"trace_size must be an integer >= 1, got {trace_size!r}")
+        if shared_memory_threshold is not None and (
+                not isinstance(shared_memory_threshold, int) or isinstance(shared_memory_threshold, bool)
+                or shared_memory_threshold < 1):
+            raise ValueError(f"shared_memory_threshold must be a number of bytes >= 1, or None, "
+                             f"got {shared_memory_threshold!r}")
+        self.shared_memory_threshold = shared_memory_threshold
         self.n = n
         self.backend = backend
         self.timeout = float(timeout)

@@ -36,7 +36,8 @@ from ._future import Future, failed_future
 from ._handle import decoding_for
 from ._network import DRIVER, Delayer
 from ._process import wait_for_stop_state
-from ._wire import SPIN_SECONDS, Channel, decode_error, dumps, encode_error, loads, pack, unpack
+from ._wire import (SPIN_SECONDS, Channel, SharedMemory, SharedPayload, decode_error, encode, encode_error,
+                    is_shared, loads, pack, payload_size, unpack)
 
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(mlsys_ext.__file__)))
 _WORKER_MAIN = "from mlsys_ext.cluster._worker import main; main()"
@@ -92,7 +93,8 @@ class LocalCluster(Cluster):
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
         proc = subprocess.Popen(
-            [sys.executable, "-c", _WORKER_MAIN, str(child.fileno()), str(os.getpid()), name, repr(self.timeout)],
+            [sys.executable, "-c", _WORKER_MAIN, str(child.fileno()), str(os.getpid()), name, repr(self.timeout),
+             repr(self.shared_memory_threshold)],
             pass_fds=[child.fileno()], stdin=subprocess.DEVNULL, env=env,
             start_new_session=True,  # Ctrl-C in a terminal is meant for the driver alone
         )
@@ -142,7 +144,7 @@ class LocalCluster(Cluster):
         if w is None or not w.alive:
             raise ActorDiedError(f"worker {rec.worker} is dead: restart it with cluster.restart({rec.worker!r})")
         parent, child = socket.socketpair()
-        channel = Channel(parent, queued=True)
+        channel = Channel(parent, carries_fds=True, queued=True)
         fut = self._control(w, ("spawn", rec.name), rec.payload, [child.fileno()])
         child.close()
         try:
@@ -162,20 +164,20 @@ class LocalCluster(Cluster):
             rec.state = "paused" if w.paused else "alive"
             held, rec.held = rec.held, ([] if rec.state == "alive" else rec.held)
         if rec.state == "alive":
-            for frame in held:
-                self._send_to(rec, frame)
+            for frame, shared in held:
+                self._send_to(rec, frame, shared)
         self._wake()
 
-    def _send_to(self, rec: ActorRecord, frame: bytes) -> None:
-        """Hand a frame to an actor, or hold it while the actor is paused or restarting."""
+    def _send_to(self, rec: ActorRecord, frame: bytes, shared: SharedMemory | None = None) -> None:
+        """Hand a frame (and its memfd) to an actor, or hold it while the actor is paused or restarting."""
         with self._lock:
             if rec.state != "alive":
                 if rec.state != "dead":
-                    rec.held.append(frame)
+                    rec.held.append((frame, shared))
                 return
             channel = rec.channel
         try:
-            self._send(channel, frame)
+            self._send(channel, frame, () if shared is None else (shared.fd,))
         except OSError:
             pass  # the process just died; its death is handled by the router
 
@@ -185,18 +187,18 @@ class LocalCluster(Cluster):
             self._backlogged.add(channel)
             self._wake()  # a pump asleep in select() must add this socket to its write set
 
-    def _deliver(self, rec: ActorRecord, frame: bytes, delays) -> None:
-        for d in delays:
+    def _deliver(self, rec: ActorRecord, frame: bytes, delays, shared: SharedMemory | None = None) -> None:
+        for d in delays:  # every copy sends the same memfd; the last reference closes it
             if d > 0:
-                self._delayer.post(d, self._send_to, rec, frame)
+                self._delayer.post(d, self._send_to, rec, frame, shared)
             else:
-                self._send_to(rec, frame)
+                self._send_to(rec, frame, shared)
 
     def _call(self, dst: str, method: str, args, kwargs, oneway: bool):
         rec = self._callable(dst, oneway)
         if rec.state == "dead":
             return failed_future(self, dst, method, self._dead_error(dst))
-        payload = dumps((args, kwargs))
+        payload, shared = encode((args, kwargs), self.shared_memory_threshold)
         if oneway:
             fut, header = None, ("send", 0, DRIVER, dst, method)
         else:
@@ -204,7 +206,8 @@ class LocalCluster(Cluster):
             fut = Future(self, dst, method, msg_id)
             self._pending[msg_id] = fut
             header = ("call", msg_id, DRIVER, dst, method)
-        self._deliver(rec, pack(header, payload), self._net.decide(header[0], DRIVER, dst, method, len(payload)))
+        delays = self._net.decide(header[0], DRIVER, dst, method, payload_size(payload))
+        self._deliver(rec, pack(header, payload), delays, shared)
         return fut
 
     def _resolve(self, msg_id: int, ok: bool, payload) -> None:
@@ -219,7 +222,8 @@ class LocalCluster(Cluster):
         fut._resolve(value, error)
 
     # -- routing -----------------------------------------------------------
-    def _dispatch(self, source, frame: bytes) -> None:
+    def _dispatch(self, source, frame: bytes, fds: list[int]) -> None:
+        """Route one frame read from ``source``'s channel, whose received descriptors are ``fds``."""
         if isinstance(source, _Worker):
             header, payload = unpack(frame)
             fut = source.acks.pop(header[1], None)
@@ -227,32 +231,33 @@ class LocalCluster(Cluster):
                 fut._resolve(*((loads(payload), None) if header[2] else (None, decode_error(payload))))
             return
         header, payload = unpack(frame)
+        shared = SharedMemory(fds.pop(0)) if is_shared(payload) else None
         kind = header[0]
         if kind == "reply":
             _, msg_id, src, dst, method, ok = header
-            delays = self._net.decide("reply", src, dst, method, len(payload))
+            delays = self._net.decide("reply", src, dst, method, payload_size(payload))
             if dst == DRIVER:
-                payload = bytes(payload)
+                payload = bytes(payload) if shared is None else SharedPayload(payload, shared)
                 for d in delays:
                     if d > 0:
                         self._delayer.post(d, self._resolve, msg_id, ok, payload)
                     else:
                         self._resolve(msg_id, ok, payload)
             elif dst in self._actors:
-                self._deliver(self._actors[dst], frame, delays)
+                self._deliver(self._actors[dst], frame, delays, shared)
         elif kind == "log":
             self._echo(source, header[4], bytes(payload).decode(errors="replace"))
         else:  # an actor's call or send to another actor
             _, msg_id, src, dst, method = header
             target = self._actors.get(dst)
             if target is None or target.state == "dead":
-                self._net.refuse(kind, src, dst, method, len(payload))
+                self._net.refuse(kind, src, dst, method, payload_size(payload))
                 if kind == "call":
                     reason = "is dead" if target is not None else "does not exist"
                     error = ActorDiedError(f"actor {dst!r} {reason}")
                     self._send_to(source, pack(("reply", msg_id, dst, src, method, False), encode_error(error)))
                 return
-            self._deliver(target, frame, self._net.decide(kind, src, dst, method, len(payload)))
+            self._deliver(target, frame, self._net.decide(kind, src, dst, method, payload_size(payload)), shared)
 
     def _drain(self, channel: Channel) -> None:
         """Dispatch every frame that can be read now (the caller holds the pump)."""
@@ -262,7 +267,7 @@ class LocalCluster(Cluster):
                 frame = channel.recv(timeout=0, spin=0)
                 if frame is None:
                     return
-                self._dispatch(source, frame)
+                self._dispatch(source, frame, channel.fds)
         except EOFError:
             self._on_eof(channel)
 
@@ -461,8 +466,8 @@ class LocalCluster(Cluster):
                     flush.append(rec)
         for rec in flush:
             held, rec.held = rec.held, []
-            for frame in held:
-                self._send_to(rec, frame)
+            for frame, shared in held:
+                self._send_to(rec, frame, shared)
         self._changed("pause" if paused else "resume")
 
     def pause(self, name: str) -> None:

@@ -60,7 +60,7 @@ from ray.exceptions import GetTimeoutError, RayActorError, RayError
 from ._actor import ActorShell, CapturedOutput, Timers, current, run_job
 from ._cluster import ActorRecord, Cluster, WorkerResult, job_timeout_error, spawn_timeout_error
 from ._context import ActorContext
-from ._errors import ActorDiedError, ActorTimeoutError, ClusterError
+from ._errors import ActorDiedError, ClusterError
 from ._future import Future, failed_future
 from ._handle import decoding_for, set_process_runtime
 from ._network import DRIVER, Network
@@ -251,7 +251,7 @@ class _Hosted(ActorShell):
                 self.processed += 1
                 outcome = self.run_method(method, payload, reply=done is not None)
                 if done is not None:
-                    _settle(done, outcome)
+                    _settle(done, outcome[:2])  # Ray's own serialisation carries the arrays
 
 
 class _HostRuntime(_Messenger):

@@ -7,6 +7,8 @@ latency when calls come back to back.
 """
 from __future__ import annotations
 
+import array
+import mmap
 import os
 import pickle
 import select
@@ -22,6 +24,7 @@ import cloudpickle
 from ._errors import RemoteError, RemoteTraceback
 
 _HEADER = struct.Struct("!I")
+_FDS_SPACE = socket.CMSG_SPACE(8 * array.array("i").itemsize)  # descriptors one read can take
 _PLAIN = frozenset({int, float, str, bytes, bool, type(None)})
 SPIN_SECONDS = 200e-6
 
@@ -49,7 +52,95 @@ def dumps(obj) -> bytes:
     return cloudpickle.dumps(obj, 5)
 
 
-loads = pickle.loads
+# Large buffers (numpy arrays) of call arguments and return values travel in a memfd
+# sent beside the frame (SCM_RIGHTS), not through the pickle stream: the receiver maps
+# it read-only, so its arrays are zero-copy views, and nothing names the memory but the
+# descriptors, which the kernel frees with the last process holding one.
+SHARED_MEMORY_THRESHOLD = 256 * 1024  # bytes; smaller buffers stay in the pickle
+_SHARED = b"M"  # a payload's first byte when its large buffers lie in a memfd (a pickle's is 0x80)
+_COUNT = struct.Struct("<I")
+_SPAN = struct.Struct("<QQ")  # offset, length of one buffer in the memfd
+_ALIGN = 64
+
+
+class SharedMemory:
+    """A memfd holding one message's large buffers; its descriptor closes with the last reference."""
+
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int):
+        self.fd = fd
+
+    def __del__(self):
+        os.close(self.fd)
+
+
+class SharedPayload:
+    """A received payload whose large buffers are mapped read-only from its memfd."""
+
+    __slots__ = ("data", "buffers", "size")
+
+    def __init__(self, payload, memory: SharedMemory):
+        (count,) = _COUNT.unpack_from(payload, 1)
+        spans = [_SPAN.unpack_from(payload, 1 + _COUNT.size + i * _SPAN.size) for i in range(count)]
+        self.data = bytes(memoryview(payload)[1 + _COUNT.size + count * _SPAN.size:])
+        mapped = memoryview(mmap.mmap(memory.fd, max(o + n for o, n in spans), prot=mmap.PROT_READ))
+        self.buffers = [mapped[o:o + n] for o, n in spans]  # the mapping outlives the descriptor
+        self.size = len(payload) + sum(n for _, n in spans)
+
+
+def encode(obj, threshold: int | None) -> tuple[bytes, SharedMemory | None]:
+    """``obj`` pickled; with ``threshold``, buffers of that many bytes or more go to a memfd."""
+    if threshold is None or _plain(obj):
+        return dumps(obj), None
+    large = []
+
+    def out_of_band(buffer: pickle.PickleBuffer) -> bool:  # False: the buffer leaves the pickle
+        try:
+            raw = buffer.raw()
+        except BufferError:  # not contiguous: it stays in the pickle
+            return True
+        if raw.nbytes < threshold:
+            return True
+        large.append(raw)
+        return False
+
+    data = cloudpickle.dumps(obj, 5, buffer_callback=out_of_band)
+    if not large:
+        return data, None
+    spans, end = [], 0
+    for raw in large:
+        spans.append((end, raw.nbytes))
+        end += -(-raw.nbytes // _ALIGN) * _ALIGN
+    memory = SharedMemory(os.memfd_create("mlsys_ext", os.MFD_CLOEXEC))
+    os.ftruncate(memory.fd, end)
+    with mmap.mmap(memory.fd, end) as mapped:
+        for (offset, length), raw in zip(spans, large):
+            mapped[offset:offset + length] = raw
+    head = _SHARED + _COUNT.pack(len(spans)) + b"".join(_SPAN.pack(*span) for span in spans)
+    return head + data, memory
+
+
+def is_shared(payload) -> bool:
+    """True if ``payload`` came with a memfd (the next descriptor its channel received)."""
+    return payload[:1] == _SHARED
+
+
+def payload_size(payload) -> int:
+    """What a payload carries, its shared buffers included (the trace's bytes column)."""
+    if isinstance(payload, SharedPayload):
+        return payload.size
+    if not is_shared(payload):
+        return len(payload)
+    (count,) = _COUNT.unpack_from(payload, 1)
+    return len(payload) + sum(_SPAN.unpack_from(payload, 1 + _COUNT.size + i * _SPAN.size)[1] for i in range(count))
+
+
+def loads(payload):
+    """A payload back to its object; a SharedPayload's arrays are read-only views of the memfd."""
+    if isinstance(payload, SharedPayload):
+        return pickle.loads(payload.data, buffers=payload.buffers)
+    return pickle.loads(payload)
 
 
 class Channel:
@@ -128,9 +219,12 @@ class Channel:
     def _read(self, flags: int) -> bytes:
         if self.fds is None:
             return self.sock.recv(1 << 18, flags)
-        # A plain recv() would silently close descriptors sent with the data.
-        data, fds, _, _ = socket.recv_fds(self.sock, 1 << 18, 8, flags)
-        self.fds.extend(fds)
+        # A plain recv() would silently close descriptors sent with the data; and
+        # socket.recv_fds ignores its flags (so MSG_DONTWAIT would block).
+        data, ancillary, _, _ = self.sock.recvmsg(1 << 18, _FDS_SPACE, flags | socket.MSG_CMSG_CLOEXEC)
+        for level, kind, fds in ancillary:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                self.fds.extend(array.array("i", fds[:len(fds) - len(fds) % 4]))
         return data
 
     def _pop_frame(self):

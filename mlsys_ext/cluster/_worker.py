@@ -22,7 +22,8 @@ from ._context import ActorContext
 from ._errors import ClusterError
 from ._future import Future
 from ._handle import set_process_runtime
-from ._wire import SPIN_SECONDS, Channel, decode_error, dumps, loads, pack, unpack
+from ._wire import (SPIN_SECONDS, Channel, SharedMemory, SharedPayload, decode_error, dumps, encode, is_shared,
+                    loads, pack, unpack)
 
 
 class _ActorHost(ActorShell):
@@ -31,7 +32,7 @@ class _ActorHost(ActorShell):
     def __init__(self, runtime: "WorkerRuntime", name: str, sock: socket.socket):
         super().__init__(name, ActorContext(name, runtime.name, runtime, runtime.timers))
         self.runtime = runtime
-        self.channel = Channel(sock)
+        self.channel = Channel(sock, carries_fds=True)
         self.mailbox: deque = deque()
         self.pending: dict[int, Future] = {}
         self.ids = itertools.count(1)
@@ -59,6 +60,16 @@ class _ActorHost(ActorShell):
     def emit_log(self, stream: str, text: str) -> None:
         self.channel.send(pack(("log", 0, self.name, "driver", stream), text.encode()))
 
+    def encode(self, value):
+        return encode(value, self.runtime.shared_memory_threshold)
+
+    def message(self, frame: bytes) -> tuple:
+        """(header, payload) of a frame; a payload that came with a memfd is mapped now, in arrival order."""
+        header, payload = unpack(frame)
+        if is_shared(payload):
+            payload = SharedPayload(payload, SharedMemory(self.channel.fds.pop(0)))
+        return header, payload
+
     def next_item(self):
         while True:
             if self.mailbox:
@@ -67,7 +78,7 @@ class _ActorHost(ActorShell):
             spin = SPIN_SECONDS if len(self.runtime.actors) == 1 else 0.0
             frame = self.channel.recv(timeout=0, spin=spin)
             if frame is not None:
-                return frame
+                return self.message(frame)
             for fd, _ in self._poller.poll():
                 if fd == self._wake_r:
                     try:
@@ -85,12 +96,12 @@ class _ActorHost(ActorShell):
         try:
             while True:
                 item = self.next_item()
-                if type(item) is tuple:  # a timer
+                if item[0] == "timer":  # posted by Timers; messages are (header, payload)
                     _, method, args, kwargs = item
                     self.run_method(method, args=args, kwargs=kwargs, reply=False)
                     continue
                 self.processed += 1
-                header, payload = unpack(item)
+                header, payload = item
                 kind = header[0]
                 if kind == "reply":
                     self.resolve(header, payload)
@@ -99,7 +110,9 @@ class _ActorHost(ActorShell):
                 outcome = self.run_method(method, payload, reply=kind == "call")
                 if outcome is not None:
                     _, msg_id, src, _, _ = header
-                    self.channel.send(pack(("reply", msg_id, self.name, src, method, outcome[0]), outcome[1]))
+                    ok, body, shared = outcome
+                    self.channel.send(pack(("reply", msg_id, self.name, src, method, ok), body),
+                                      () if shared is None else (shared.fd,))
         except (EOFError, OSError):
             # The driver closed this actor's socket (a spawn it gave up on): this actor
             # ends, its neighbours go on. The driver's end is the control socket.
@@ -131,21 +144,22 @@ class _ActorHost(ActorShell):
             frame = self.channel.recv(timeout=left)
             if frame is None:
                 continue
-            header, payload = unpack(frame)
+            header, payload = self.message(frame)
             if header[0] == "reply":
                 self.processed += 1
                 self.resolve(header, payload)
             else:
-                self.mailbox.append(frame)
+                self.mailbox.append((header, payload))
 
 
 class WorkerRuntime:
     """The runtime of a worker process: handles made inside actors call through it."""
 
-    def __init__(self, name: str, ctrl: Channel, timeout: float):
+    def __init__(self, name: str, ctrl: Channel, timeout: float, shared_memory_threshold: int | None):
         self.name = name
         self.ctrl = ctrl
         self.timeout = timeout
+        self.shared_memory_threshold = shared_memory_threshold
         self.actors: dict[str, _ActorHost] = {}
         self.namespace: dict = {"__name__": "__cluster__", "worker": name}
         self.timers = Timers(self.actors)
@@ -159,14 +173,15 @@ class WorkerRuntime:
 
     def _call(self, dst: str, method: str, args, kwargs, oneway: bool):
         host = self._host()
-        payload = dumps((args, kwargs))
+        payload, shared = encode((args, kwargs), self.shared_memory_threshold)
+        fds = () if shared is None else (shared.fd,)
         if oneway:
-            host.channel.send(pack(("send", 0, host.name, dst, method), payload))
+            host.channel.send(pack(("send", 0, host.name, dst, method), payload), fds)
             return None
         msg_id = next(host.ids)
         fut = Future(self, dst, method, msg_id)
         host.pending[msg_id] = fut
-        host.channel.send(pack(("call", msg_id, host.name, dst, method), payload))
+        host.channel.send(pack(("call", msg_id, host.name, dst, method), payload), fds)
         return fut
 
     def _wait(self, fut: Future, timeout: float | None) -> None:
@@ -214,12 +229,12 @@ def _die_with_parent(parent_pid: int) -> None:
 
 
 def main() -> None:
-    ctrl_fd, parent_pid, name, timeout = sys.argv[1:5]
+    ctrl_fd, parent_pid, name, timeout, threshold = sys.argv[1:6]
     _die_with_parent(int(parent_pid))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in a terminal is for the driver
     sys.stdout = CapturedOutput(sys.stdout, "stdout")
     sys.stderr = CapturedOutput(sys.stderr, "stderr")
     ctrl = Channel(socket.socket(fileno=int(ctrl_fd)), carries_fds=True)
-    runtime = WorkerRuntime(name, ctrl, float(timeout))
+    runtime = WorkerRuntime(name, ctrl, float(timeout), None if threshold == "None" else int(threshold))
     set_process_runtime(runtime)
     runtime.serve()
