@@ -92,3 +92,18 @@ def test_shared_memory_needs_no_file_and_can_be_turned_off():
         assert set(os.listdir("/dev/shm")) == before, "memfds are anonymous: nothing in /dev/shm"
     with pytest.raises(ValueError, match="shared_memory_threshold must be a number of bytes"):
         Cluster(1, shared_memory_threshold=0)
+
+
+def test_start_stop_cycles_with_shared_traffic_leave_no_descriptor():
+    array = np.ones(BIG, dtype=np.float32)
+    with Cluster(1, echo=False) as c:  # the first cluster loads what every later one reuses
+        c.spawn(ArrayKeeper).echo.remote(array).result()
+    gc.collect()
+    before = open_fds()
+    for _ in range(20):
+        with Cluster(1, echo=False) as c:
+            keeper = c.spawn(ArrayKeeper)
+            assert keeper.echo.remote(array).result()[0] == 1.0
+            keeper.keep.send(array)
+    gc.collect()
+    assert open_fds() == before
