@@ -12,6 +12,7 @@ from ._context import ActorContext, context
 from ._errors import ActorDiedError, ActorTimeoutError, ClusterError, RemoteError, RemoteTraceback
 from ._future import Future, gather
 from ._handle import ActorHandle
+from ._wire import ObjectRef
 
 __all__ = [
     "BACKENDS",
@@ -22,6 +23,7 @@ __all__ = [
     "Cluster",
     "ClusterError",
     "Future",
+    "ObjectRef",
     "RemoteError",
     "RemoteTraceback",
     "WorkerResult",

@@ -57,9 +57,9 @@ class ActorShell:
     def emit_log(self, stream: str, text: str) -> None:
         raise NotImplementedError
 
-    def encode(self, value) -> tuple[bytes, object]:
-        """A return value as (payload, shared memory or None); the local worker shares large arrays."""
-        return dumps(value), None
+    def encode(self, value) -> tuple[bytes, tuple]:
+        """A return value as (payload, its shared memories); the local worker shares large arrays."""
+        return dumps(value), ()
 
     def enter_thread(self) -> None:
         """Make the calling thread this actor's: its prints, context() and calls are the actor's."""
@@ -94,7 +94,7 @@ class ActorShell:
     def run_method(self, method: str, payload=None, args=(), kwargs=None, reply: bool = True):
         """Run one method on pickled (args, kwargs) ``payload``, or on ``args``/``kwargs`` (timers).
 
-        Returns (ok, encoded value or error, its shared memory or None) when
+        Returns (ok, encoded value or error, its shared memories) when
         ``reply``; otherwise None, and an error is printed, since nobody waits for it.
         """
         try:
@@ -119,7 +119,7 @@ class ActorShell:
                 return (True, *self.encode(value))
             except Exception as exc:
                 error = exc
-        return False, encode_error(error), None
+        return False, encode_error(error), ()
 
 
 class Timers(threading.Thread):

@@ -14,7 +14,7 @@ from ._errors import ActorDiedError, ActorTimeoutError, ClusterError
 from ._future import gather
 from ._handle import ActorHandle
 from ._network import DRIVER, Network, make_faults
-from ._wire import SHARED_MEMORY_THRESHOLD, dumps
+from ._wire import SHARED_MEMORY_THRESHOLD, ObjectRef, dumps
 
 BACKENDS = ("local", "ray")
 MAX_WORKERS_VARIABLE = "MLSYS_MAX_WORKERS"
@@ -272,6 +272,15 @@ class Cluster:
 
     def _worker_alive(self, worker: str) -> bool:
         return True
+
+    def put(self, obj) -> ObjectRef:
+        """``obj`` in shared memory, once: pass the ref to any number of actors, which receive
+        the object itself (arrays as read-only views of the same pages), or ``ref.get()`` it.
+
+        The memory is freed when the last ref, and every view of it, is gone; ``stop()``
+        releases this cluster's refs.
+        """
+        raise NotImplementedError
 
     def gather(self, futures, timeout: float | None = None) -> list:
         """Results of ``futures`` in order; raises the first error met."""

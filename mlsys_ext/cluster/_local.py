@@ -26,6 +26,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 
 import mlsys_ext
@@ -36,8 +37,8 @@ from ._future import Future, failed_future
 from ._handle import decoding_for
 from ._network import DRIVER, Delayer
 from ._process import wait_for_stop_state
-from ._wire import (SPIN_SECONDS, Channel, SharedMemory, SharedPayload, decode_error, encode, encode_error,
-                    is_shared, loads, pack, payload_size, unpack)
+from ._wire import (SPIN_SECONDS, Channel, ObjectRef, SharedMemory, SharedPayload, decode_error, encode, encode_error,
+                    loads, pack, payload_size, put, shared_count, unpack)
 
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(mlsys_ext.__file__)))
 _WORKER_MAIN = "from mlsys_ext.cluster._worker import main; main()"
@@ -65,6 +66,7 @@ class LocalCluster(Cluster):
         self._channels: dict[Channel, object] = {}  # channel -> _Worker or ActorRecord
         self._readable: list[Channel] = []  # the open channels, rebuilt when they change
         self._backlogged: set[Channel] = set()  # channels whose outbox holds frames
+        self._refs: weakref.WeakSet[ObjectRef] = weakref.WeakSet()  # released at stop()
         self._pump = threading.RLock()  # held by the one thread reading the sockets
         self._callers = 0  # callers waiting to pump; the router stands aside for them
         self._router_resume = 0.0
@@ -168,8 +170,8 @@ class LocalCluster(Cluster):
                 self._send_to(rec, frame, shared)
         self._wake()
 
-    def _send_to(self, rec: ActorRecord, frame: bytes, shared: SharedMemory | None = None) -> None:
-        """Hand a frame (and its memfd) to an actor, or hold it while the actor is paused or restarting."""
+    def _send_to(self, rec: ActorRecord, frame: bytes, shared: tuple[SharedMemory, ...] = ()) -> None:
+        """Hand a frame (and its memfds) to an actor, or hold it while the actor is paused or restarting."""
         with self._lock:
             if rec.state != "alive":
                 if rec.state != "dead":
@@ -177,7 +179,7 @@ class LocalCluster(Cluster):
                 return
             channel = rec.channel
         try:
-            self._send(channel, frame, () if shared is None else (shared.fd,))
+            self._send(channel, frame, [memory.fd for memory in shared])
         except OSError:
             pass  # the process just died; its death is handled by the router
 
@@ -187,12 +189,18 @@ class LocalCluster(Cluster):
             self._backlogged.add(channel)
             self._wake()  # a pump asleep in select() must add this socket to its write set
 
-    def _deliver(self, rec: ActorRecord, frame: bytes, delays, shared: SharedMemory | None = None) -> None:
-        for d in delays:  # every copy sends the same memfd; the last reference closes it
+    def _deliver(self, rec: ActorRecord, frame: bytes, delays, shared: tuple[SharedMemory, ...] = ()) -> None:
+        for d in delays:  # every copy sends the same memfds; the last reference closes each
             if d > 0:
                 self._delayer.post(d, self._send_to, rec, frame, shared)
             else:
                 self._send_to(rec, frame, shared)
+
+    def put(self, obj) -> ObjectRef:
+        self._check_open()
+        ref = put(obj)
+        self._refs.add(ref)
+        return ref
 
     def _call(self, dst: str, method: str, args, kwargs, oneway: bool):
         rec = self._callable(dst, oneway)
@@ -231,13 +239,13 @@ class LocalCluster(Cluster):
                 fut._resolve(*((loads(payload), None) if header[2] else (None, decode_error(payload))))
             return
         header, payload = unpack(frame)
-        shared = SharedMemory(fds.pop(0)) if is_shared(payload) else None
+        shared = tuple(SharedMemory(fds.pop(0)) for _ in range(shared_count(payload)))
         kind = header[0]
         if kind == "reply":
             _, msg_id, src, dst, method, ok = header
             delays = self._net.decide("reply", src, dst, method, payload_size(payload))
             if dst == DRIVER:
-                payload = bytes(payload) if shared is None else SharedPayload(payload, shared)
+                payload = SharedPayload(payload, list(shared)) if shared else bytes(payload)
                 for d in delays:
                     if d > 0:
                         self._delayer.post(d, self._resolve, msg_id, ok, payload)
@@ -541,6 +549,8 @@ class LocalCluster(Cluster):
             channel.close()
         os.close(self._wake_r)
         os.close(self._wake_w)
+        for ref in list(self._refs):
+            ref.release()
         error = ClusterError("the cluster was stopped")
         for fut in list(self._pending.values()):
             fut._resolve(error=error)

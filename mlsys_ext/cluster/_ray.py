@@ -708,6 +708,10 @@ class RayCluster(_Messenger, Cluster):
         for kind, method, payload, fut in held:
             self._post(h.route, kind, DRIVER, rec.name, method, payload, fut)
 
+    def put(self, obj):
+        raise ClusterError("cluster.put is on the local backend only, for now: on Ray, pass the object "
+                           "itself (Ray's own serialisation moves arrays)")
+
     def _call(self, dst: str, method: str, args, kwargs, oneway: bool):
         rec = self._callable(dst, oneway)
         if rec.state == "dead":

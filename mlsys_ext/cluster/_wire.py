@@ -8,6 +8,7 @@ latency when calls come back to back.
 from __future__ import annotations
 
 import array
+import io
 import mmap
 import os
 import pickle
@@ -55,16 +56,19 @@ def dumps(obj) -> bytes:
 # Large buffers (numpy arrays) of call arguments and return values travel in a memfd
 # sent beside the frame (SCM_RIGHTS), not through the pickle stream: the receiver maps
 # it read-only, so its arrays are zero-copy views, and nothing names the memory but the
-# descriptors, which the kernel frees with the last process holding one.
+# descriptors, which the kernel frees with the last process holding one. An ObjectRef
+# (``cluster.put``) inside a message travels the same way, as its own memfd, and is
+# resolved on arrival: n actors sent one ref map the same pages.
 SHARED_MEMORY_THRESHOLD = 256 * 1024  # bytes; smaller buffers stay in the pickle
-_SHARED = b"M"  # a payload's first byte when its large buffers lie in a memfd (a pickle's is 0x80)
-_COUNT = struct.Struct("<I")
+_SHARED = b"M"  # a payload's first byte when descriptors come with it (a pickle's is 0x80)
+_REF = b"R"  # an ObjectRef's payload: its memfd holds the pickle itself, then its buffers
+_PREFIX = struct.Struct("<HI")  # refs inside, buffers in the payload's own memfd
 _SPAN = struct.Struct("<QQ")  # offset, length of one buffer in the memfd
 _ALIGN = 64
 
 
 class SharedMemory:
-    """A memfd holding one message's large buffers; its descriptor closes with the last reference."""
+    """A memfd holding buffers; its descriptor closes with the last reference."""
 
     __slots__ = ("fd",)
 
@@ -75,70 +79,170 @@ class SharedMemory:
         os.close(self.fd)
 
 
-class SharedPayload:
-    """A received payload whose large buffers are mapped read-only from its memfd."""
-
-    __slots__ = ("data", "buffers", "size")
-
-    def __init__(self, payload, memory: SharedMemory):
-        (count,) = _COUNT.unpack_from(payload, 1)
-        spans = [_SPAN.unpack_from(payload, 1 + _COUNT.size + i * _SPAN.size) for i in range(count)]
-        self.data = bytes(memoryview(payload)[1 + _COUNT.size + count * _SPAN.size:])
-        mapped = memoryview(mmap.mmap(memory.fd, max(o + n for o, n in spans), prot=mmap.PROT_READ))
-        self.buffers = [mapped[o:o + n] for o, n in spans]  # the mapping outlives the descriptor
-        self.size = len(payload) + sum(n for _, n in spans)
-
-
-def encode(obj, threshold: int | None) -> tuple[bytes, SharedMemory | None]:
-    """``obj`` pickled; with ``threshold``, buffers of that many bytes or more go to a memfd."""
-    if threshold is None or _plain(obj):
-        return dumps(obj), None
-    large = []
-
-    def out_of_band(buffer: pickle.PickleBuffer) -> bool:  # False: the buffer leaves the pickle
-        try:
-            raw = buffer.raw()
-        except BufferError:  # not contiguous: it stays in the pickle
-            return True
-        if raw.nbytes < threshold:
-            return True
-        large.append(raw)
-        return False
-
-    data = cloudpickle.dumps(obj, 5, buffer_callback=out_of_band)
-    if not large:
-        return data, None
+def _memfd(chunks: list) -> tuple[SharedMemory, list[tuple[int, int]]]:
+    """A new memfd holding ``chunks`` (byte memoryviews), each at an aligned offset."""
     spans, end = [], 0
-    for raw in large:
-        spans.append((end, raw.nbytes))
-        end += -(-raw.nbytes // _ALIGN) * _ALIGN
+    for chunk in chunks:
+        spans.append((end, chunk.nbytes))
+        end += max(-(-chunk.nbytes // _ALIGN) * _ALIGN, _ALIGN)
     memory = SharedMemory(os.memfd_create("mlsys_ext", os.MFD_CLOEXEC))
     os.ftruncate(memory.fd, end)
     with mmap.mmap(memory.fd, end) as mapped:
-        for (offset, length), raw in zip(spans, large):
-            mapped[offset:offset + length] = raw
-    head = _SHARED + _COUNT.pack(len(spans)) + b"".join(_SPAN.pack(*span) for span in spans)
-    return head + data, memory
+        for (offset, length), chunk in zip(spans, chunks):
+            mapped[offset:offset + length] = chunk
+    return memory, spans
 
 
-def is_shared(payload) -> bool:
-    """True if ``payload`` came with a memfd (the next descriptor its channel received)."""
-    return payload[:1] == _SHARED
+def _head(marker: bytes, refs: int, spans) -> bytes:
+    return marker + _PREFIX.pack(refs, len(spans)) + b"".join(_SPAN.pack(*span) for span in spans)
+
+
+class ObjectRef:
+    """An object put in shared memory once (``cluster.put``): ``get()`` it, or pass it to
+    actors, which receive the object itself, mapped from the same memory."""
+
+    __slots__ = ("_payload", "_memory", "_value", "__weakref__")
+
+    def __init__(self, payload: bytes, memory: SharedMemory):
+        self._payload, self._memory, self._value = payload, memory, None
+
+    def get(self):
+        """The object: its arrays are read-only views of the shared memory."""
+        if self._memory is None:
+            raise ValueError("this ObjectRef was released when its cluster stopped")
+        if self._value is None:
+            self._value = (loads(SharedPayload(self._payload, [self._memory])),)
+        return self._value[0]
+
+    def release(self) -> None:
+        """Drop this process's hold on the memory (what ``stop()`` does to its cluster's refs)."""
+        self._memory = self._value = None
+
+    def __reduce__(self):
+        raise TypeError("an ObjectRef travels only inside its cluster's calls (its memory goes beside them)")
+
+    def __repr__(self) -> str:
+        state = "released" if self._memory is None else f"{payload_size(self._payload):,} bytes"
+        return f"<ObjectRef {state}>"
+
+
+def put(obj) -> ObjectRef:
+    """``obj`` in one memfd: its pickle, then each of its buffers out of band."""
+    buffers = []
+    data = cloudpickle.dumps(obj, 5, buffer_callback=lambda b: _raw_or_none(b, buffers))
+    memory, spans = _memfd([memoryview(data)] + buffers)
+    return ObjectRef(_head(_REF, 0, spans), memory)
+
+
+def _raw_or_none(buffer: pickle.PickleBuffer, into: list):
+    """A buffer_callback: a contiguous buffer leaves the pickle (None), another stays (True)."""
+    try:
+        into.append(buffer.raw())
+    except BufferError:
+        return True
+    return None
+
+
+class _Pickler(cloudpickle.Pickler):
+    """cloudpickle that lifts ObjectRefs out of the stream: their descriptors go beside it."""
+
+    def __init__(self, file, refs: list, buffer_callback):
+        super().__init__(file, protocol=5, buffer_callback=buffer_callback)
+        self.refs = refs
+
+    def persistent_id(self, obj):
+        if type(obj) is not ObjectRef:
+            return None
+        if obj._memory is None:
+            raise ValueError("an ObjectRef released when its cluster stopped cannot be sent")
+        self.refs.append(obj)
+        return obj._payload
+
+
+class _Unpickler(pickle.Unpickler):
+    def __init__(self, data, buffers, refs: list):
+        super().__init__(io.BytesIO(data), buffers=buffers)
+        self.refs = refs
+
+    def persistent_load(self, payload):
+        return loads(SharedPayload(payload, [self.refs.pop(0)]))
+
+
+class SharedPayload:
+    """A received payload whose large buffers, and the refs inside it, are mapped read-only."""
+
+    __slots__ = ("data", "buffers", "refs", "size")
+
+    def __init__(self, payload, memories: list[SharedMemory]):
+        refs, count = _PREFIX.unpack_from(payload, 1)
+        at = 1 + _PREFIX.size
+        spans = [_SPAN.unpack_from(payload, at + i * _SPAN.size) for i in range(count)]
+        self.size = len(payload) + sum(n for _, n in spans)
+        buffers = []
+        if spans:
+            memory = memories.pop(0)
+            mapped = memoryview(mmap.mmap(memory.fd, max(o + n for o, n in spans) or 1, prot=mmap.PROT_READ))
+            buffers = [mapped[o:o + n] for o, n in spans]  # the mapping outlives the descriptor
+        if payload[:1] == _REF:
+            self.data, self.buffers = buffers[0], buffers[1:]
+        else:
+            self.data, self.buffers = bytes(memoryview(payload)[at + count * _SPAN.size:]), buffers
+        self.refs = memories[:refs]  # one memfd each, in the order the refs were pickled
+
+
+def encode(obj, threshold: int | None) -> tuple[bytes, tuple[SharedMemory, ...]]:
+    """``obj`` pickled, and the memfds to send beside it: with ``threshold``, one holding its
+    buffers of that many bytes or more; one per ObjectRef inside it."""
+    if _plain(obj):
+        return dumps(obj), ()
+    large, refs = [], []
+
+    def out_of_band(buffer: pickle.PickleBuffer):
+        try:
+            nbytes = buffer.raw().nbytes
+        except BufferError:
+            return True
+        if threshold is None or nbytes < threshold:
+            return True
+        return _raw_or_none(buffer, large)
+
+    stream = io.BytesIO()
+    _Pickler(stream, refs, out_of_band).dump(obj)
+    data = stream.getvalue()
+    if not large and not refs:
+        return data, ()
+    memories = tuple(ref._memory for ref in refs)
+    spans = []
+    if large:
+        memory, spans = _memfd(large)
+        memories = (memory,) + memories
+    return _head(_SHARED, len(refs), spans) + data, memories
+
+
+def shared_count(payload) -> int:
+    """How many descriptors came with ``payload`` (the next ones its channel received)."""
+    if payload[:1] != _SHARED:
+        return 0
+    refs, count = _PREFIX.unpack_from(payload, 1)
+    return refs + (1 if count else 0)
 
 
 def payload_size(payload) -> int:
     """What a payload carries, its shared buffers included (the trace's bytes column)."""
     if isinstance(payload, SharedPayload):
         return payload.size
-    if not is_shared(payload):
+    if payload[:1] not in (_SHARED, _REF):
         return len(payload)
-    (count,) = _COUNT.unpack_from(payload, 1)
-    return len(payload) + sum(_SPAN.unpack_from(payload, 1 + _COUNT.size + i * _SPAN.size)[1] for i in range(count))
+    _, count = _PREFIX.unpack_from(payload, 1)
+    at = 1 + _PREFIX.size
+    return len(payload) + sum(_SPAN.unpack_from(payload, at + i * _SPAN.size)[1] for i in range(count))
 
 
 def loads(payload):
-    """A payload back to its object; a SharedPayload's arrays are read-only views of the memfd."""
+    """A payload back to its object; a SharedPayload's arrays are read-only views of its memfds."""
     if isinstance(payload, SharedPayload):
+        if payload.refs:
+            return _Unpickler(payload.data, payload.buffers, payload.refs).load()
         return pickle.loads(payload.data, buffers=payload.buffers)
     return pickle.loads(payload)
 

@@ -22,8 +22,8 @@ from ._context import ActorContext
 from ._errors import ClusterError
 from ._future import Future
 from ._handle import set_process_runtime
-from ._wire import (SPIN_SECONDS, Channel, SharedMemory, SharedPayload, decode_error, dumps, encode, is_shared,
-                    loads, pack, unpack)
+from ._wire import (SPIN_SECONDS, Channel, SharedMemory, SharedPayload, decode_error, dumps, encode, loads, pack,
+                    shared_count, unpack)
 
 
 class _ActorHost(ActorShell):
@@ -64,10 +64,11 @@ class _ActorHost(ActorShell):
         return encode(value, self.runtime.shared_memory_threshold)
 
     def message(self, frame: bytes) -> tuple:
-        """(header, payload) of a frame; a payload that came with a memfd is mapped now, in arrival order."""
+        """(header, payload) of a frame; a payload that came with memfds takes them now, in arrival order."""
         header, payload = unpack(frame)
-        if is_shared(payload):
-            payload = SharedPayload(payload, SharedMemory(self.channel.fds.pop(0)))
+        count = shared_count(payload)
+        if count:
+            payload = SharedPayload(payload, [SharedMemory(self.channel.fds.pop(0)) for _ in range(count)])
         return header, payload
 
     def next_item(self):
@@ -112,7 +113,7 @@ class _ActorHost(ActorShell):
                     _, msg_id, src, _, _ = header
                     ok, body, shared = outcome
                     self.channel.send(pack(("reply", msg_id, self.name, src, method, ok), body),
-                                      () if shared is None else (shared.fd,))
+                                      [memory.fd for memory in shared])
         except (EOFError, OSError):
             # The driver closed this actor's socket (a spawn it gave up on): this actor
             # ends, its neighbours go on. The driver's end is the control socket.
@@ -174,7 +175,7 @@ class WorkerRuntime:
     def _call(self, dst: str, method: str, args, kwargs, oneway: bool):
         host = self._host()
         payload, shared = encode((args, kwargs), self.shared_memory_threshold)
-        fds = () if shared is None else (shared.fd,)
+        fds = [memory.fd for memory in shared]
         if oneway:
             host.channel.send(pack(("send", 0, host.name, dst, method), payload), fds)
             return None

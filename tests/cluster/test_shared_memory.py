@@ -107,3 +107,32 @@ def test_start_stop_cycles_with_shared_traffic_leave_no_descriptor():
             keeper.keep.send(array)
     gc.collect()
     assert open_fds() == before
+
+
+def test_a_put_array_broadcast_to_four_actors_exists_once():
+    array = np.arange(16 << 20, dtype=np.float32)  # 64 MiB
+    with Cluster(2, echo=False, timeout=30) as c:
+        keepers = [c.spawn(ArrayKeeper, name=f"k{i}") for i in range(4)]
+        ref = c.put(array)
+        inode = os.fstat(ref._memory.fd).st_ino
+        assert [k.keep.remote(ref).result() for k in keepers] == [1] * 4
+        assert all(k.describe.remote(ref).result()["mapped"] for k in keepers)
+        assert [k.mapped_memfds.remote().result() for k in keepers] == [[inode]] * 4, \
+            "every actor maps the one memfd the driver wrote: the array exists once"
+        got = ref.get()
+        assert got.flags.writeable is False and np.array_equal(got, array)
+        for k in keepers:
+            k.forget.remote().result()
+        assert [k.mapped_memfds.remote().result() for k in keepers] == [[]] * 4, "unmapped with the last view"
+
+
+def test_refs_travel_inside_structures_and_die_with_their_cluster():
+    with Cluster(1, echo=False) as c:
+        keeper = c.spawn(ArrayKeeper)
+        ref = c.put({"weights": np.ones(1000), "step": 3})
+        seen = keeper.echo.remote({"model": ref, "again": [ref]}).result()
+        assert seen["model"]["step"] == 3 and seen["again"][0]["weights"].sum() == 1000
+        with pytest.raises(TypeError, match="travels only inside its cluster's calls"):
+            __import__("pickle").dumps(ref)
+    with pytest.raises(ValueError, match="released when its cluster stopped"):
+        ref.get()
