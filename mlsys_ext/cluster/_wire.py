@@ -18,9 +18,11 @@ import struct
 import threading
 import time
 import traceback
+import weakref
 from collections import deque
 
 import cloudpickle
+import numpy as np
 
 from ._errors import RemoteError, RemoteTraceback
 
@@ -62,8 +64,8 @@ def dumps(obj) -> bytes:
 SHARED_MEMORY_THRESHOLD = 256 * 1024  # bytes; smaller buffers stay in the pickle
 _SHARED = b"M"  # a payload's first byte when descriptors come with it (a pickle's is 0x80)
 _REF = b"R"  # an ObjectRef's payload: its memfd holds the pickle itself, then its buffers
-_PREFIX = struct.Struct("<HI")  # refs inside, buffers in the payload's own memfd
-_SPAN = struct.Struct("<QQ")  # offset, length of one buffer in the memfd
+_PREFIX = struct.Struct("<HHI")  # refs inside, memfds holding its buffers, buffers
+_SPAN = struct.Struct("<HQQ")  # one buffer: which of the memfds, offset, length
 _ALIGN = 64
 
 
@@ -77,6 +79,33 @@ class SharedMemory:
 
     def __del__(self):
         os.close(self.fd)
+
+
+class _Mapping(mmap.mmap):
+    """A received memfd mapped read-only. It keeps the memfd open, so that an array viewing
+    it can be sent on (returned, forwarded) as the same memfd, without a copy."""
+
+    def __init__(self, memory: SharedMemory, size: int):
+        self.memory, self.size = memory, size
+        self.start = np.frombuffer(self, np.uint8).__array_interface__["data"][0] if size else 0
+        _mappings.add(self)
+
+    def __new__(cls, memory: SharedMemory, size: int):
+        return super().__new__(cls, memory.fd, size, prot=mmap.PROT_READ)
+
+
+_mappings: "weakref.WeakSet[_Mapping]" = weakref.WeakSet()  # the live ones of this process
+
+
+def _mapping_of(raw: memoryview):
+    """(mapping, offset) if ``raw`` lies in a live received mapping, else None."""
+    if not _mappings:
+        return None
+    address = np.frombuffer(raw, np.uint8).__array_interface__["data"][0]
+    for mapping in list(_mappings):
+        if mapping.start <= address and address + raw.nbytes <= mapping.start + mapping.size:
+            return mapping, address - mapping.start
+    return None
 
 
 def _memfd(chunks: list) -> tuple[SharedMemory, list[tuple[int, int]]]:
@@ -93,8 +122,8 @@ def _memfd(chunks: list) -> tuple[SharedMemory, list[tuple[int, int]]]:
     return memory, spans
 
 
-def _head(marker: bytes, refs: int, spans) -> bytes:
-    return marker + _PREFIX.pack(refs, len(spans)) + b"".join(_SPAN.pack(*span) for span in spans)
+def _head(marker: bytes, refs: int, memfds: int, spans) -> bytes:
+    return marker + _PREFIX.pack(refs, memfds, len(spans)) + b"".join(_SPAN.pack(*span) for span in spans)
 
 
 class ObjectRef:
@@ -131,7 +160,7 @@ def put(obj) -> ObjectRef:
     buffers = []
     data = cloudpickle.dumps(obj, 5, buffer_callback=lambda b: _raw_or_none(b, buffers))
     memory, spans = _memfd([memoryview(data)] + buffers)
-    return ObjectRef(_head(_REF, 0, spans), memory)
+    return ObjectRef(_head(_REF, 0, 1, [(0, *span) for span in spans]), memory)
 
 
 def _raw_or_none(buffer: pickle.PickleBuffer, into: list):
@@ -174,57 +203,67 @@ class SharedPayload:
     __slots__ = ("data", "buffers", "refs", "size")
 
     def __init__(self, payload, memories: list[SharedMemory]):
-        refs, count = _PREFIX.unpack_from(payload, 1)
+        refs, memfds, count = _PREFIX.unpack_from(payload, 1)
         at = 1 + _PREFIX.size
         spans = [_SPAN.unpack_from(payload, at + i * _SPAN.size) for i in range(count)]
-        self.size = len(payload) + sum(n for _, n in spans)
-        buffers = []
-        if spans:
-            memory = memories.pop(0)
-            mapped = memoryview(mmap.mmap(memory.fd, max(o + n for o, n in spans) or 1, prot=mmap.PROT_READ))
-            buffers = [mapped[o:o + n] for o, n in spans]  # the mapping outlives the descriptor
+        self.size = len(payload) + sum(n for _, _, n in spans)
+        views = [memoryview(_Mapping(memory, os.fstat(memory.fd).st_size)) for memory in memories[:memfds]]
+        buffers = [views[i][o:o + n] for i, o, n in spans]  # each mapping outlives this payload
         if payload[:1] == _REF:
             self.data, self.buffers = buffers[0], buffers[1:]
         else:
             self.data, self.buffers = bytes(memoryview(payload)[at + count * _SPAN.size:]), buffers
-        self.refs = memories[:refs]  # one memfd each, in the order the refs were pickled
+        self.refs = memories[memfds:memfds + refs]  # one memfd each, in the order the refs were pickled
 
 
 def encode(obj, threshold: int | None) -> tuple[bytes, tuple[SharedMemory, ...]]:
-    """``obj`` pickled, and the memfds to send beside it: with ``threshold``, one holding its
-    buffers of that many bytes or more; one per ObjectRef inside it."""
+    """``obj`` pickled, and the memfds to send beside it: with ``threshold``, buffers of that
+    many bytes or more leave the pickle, into a new memfd, or as the received memfd they
+    already lie in; and one memfd per ObjectRef inside it."""
     if _plain(obj):
         return dumps(obj), ()
     large, refs = [], []
 
     def out_of_band(buffer: pickle.PickleBuffer):
         try:
-            nbytes = buffer.raw().nbytes
+            raw = buffer.raw()
         except BufferError:
             return True
-        if threshold is None or nbytes < threshold:
+        if threshold is None or raw.nbytes < threshold:
             return True
-        return _raw_or_none(buffer, large)
+        large.append((raw, _mapping_of(raw)))
+        return None
 
     stream = io.BytesIO()
     _Pickler(stream, refs, out_of_band).dump(obj)
     data = stream.getvalue()
     if not large and not refs:
         return data, ()
-    memories = tuple(ref._memory for ref in refs)
-    spans = []
-    if large:
-        memory, spans = _memfd(large)
-        memories = (memory,) + memories
-    return _head(_SHARED, len(refs), spans) + data, memories
+    copies = [raw for raw, found in large if found is None]
+    memories, spans, index = [], [], {}
+    if copies:
+        memory, copied = _memfd(copies)
+        memories.append(memory)
+        copied = iter(copied)
+    for raw, found in large:
+        if found is None:
+            spans.append((0, *next(copied)))
+            continue
+        mapping, offset = found
+        if id(mapping) not in index:
+            index[id(mapping)] = len(memories)
+            memories.append(mapping.memory)
+        spans.append((index[id(mapping)], offset, raw.nbytes))
+    head = _head(_SHARED, len(refs), len(memories), spans)
+    return head + data, tuple(memories) + tuple(ref._memory for ref in refs)
 
 
 def shared_count(payload) -> int:
     """How many descriptors came with ``payload`` (the next ones its channel received)."""
     if payload[:1] != _SHARED:
         return 0
-    refs, count = _PREFIX.unpack_from(payload, 1)
-    return refs + (1 if count else 0)
+    refs, memfds, _ = _PREFIX.unpack_from(payload, 1)
+    return refs + memfds
 
 
 def payload_size(payload) -> int:
@@ -233,9 +272,9 @@ def payload_size(payload) -> int:
         return payload.size
     if payload[:1] not in (_SHARED, _REF):
         return len(payload)
-    _, count = _PREFIX.unpack_from(payload, 1)
+    _, _, count = _PREFIX.unpack_from(payload, 1)
     at = 1 + _PREFIX.size
-    return len(payload) + sum(_SPAN.unpack_from(payload, at + i * _SPAN.size)[1] for i in range(count))
+    return len(payload) + sum(_SPAN.unpack_from(payload, at + i * _SPAN.size)[2] for i in range(count))
 
 
 def loads(payload):

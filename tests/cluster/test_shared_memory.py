@@ -56,6 +56,16 @@ def test_a_large_return_value_and_an_actor_to_actor_argument_are_shared_too(pair
     assert seen["mapped"] and seen["sum"] == BIG
 
 
+def test_an_array_received_goes_on_as_the_same_memory_without_a_copy(pair):
+    _, a, b = pair
+    a.keep.remote(np.ones(BIG, dtype=np.float32)).result()
+    assert a.forward_kept.remote("b").result() == 1
+    inodes = a.mapped_memfds.remote().result()
+    assert len(inodes) == 1 and b.mapped_memfds.remote().result() == inodes
+    back = a.echo.remote(np.ones(BIG, dtype=np.float32)).result()
+    assert back.base is not None and back.sum() == BIG, "a returned view comes back as shared memory"
+
+
 def test_faults_apply_to_shared_messages_and_leak_nothing(pair):
     cluster, a, b = pair
     array = np.ones(BIG, dtype=np.float32)
