@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import itertools
 import os
+import resource
 import select
 import signal
 import socket
@@ -233,6 +234,9 @@ def main() -> None:
     ctrl_fd, parent_pid, name, timeout, threshold = sys.argv[1:6]
     _die_with_parent(int(parent_pid))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in a terminal is for the driver
+    # every array an actor keeps from a shared-memory message holds a descriptor open
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     sys.stdout = CapturedOutput(sys.stdout, "stdout")
     sys.stderr = CapturedOutput(sys.stderr, "stderr")
     ctrl = Channel(socket.socket(fileno=int(ctrl_fd)), carries_fds=True)
