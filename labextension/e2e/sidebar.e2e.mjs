@@ -5,33 +5,17 @@
 // new cell; after a kernel restart it must offer to load the extension, and fill again when
 // clicked.
 //
-// Environment: JUPYTER_URL (http://127.0.0.1:PORT), JUPYTER_TOKEN, NOTEBOOK and OTHER (two
-// notebooks' paths in the server's root), CHROMIUM (the browser's executable), SCREENSHOT (the PNG to write).
-import { chromium } from 'playwright-core';
+// Environment: lab.mjs's (JUPYTER_URL, JUPYTER_TOKEN, CHROMIUM), NOTEBOOK and OTHER (two notebooks'
+// paths in the server's root), SCREENSHOT (the PNG to write).
+import { TIMEOUT, dismissNews, launch, log, openNotebook } from './lab.mjs';
 
-const { JUPYTER_URL, JUPYTER_TOKEN, NOTEBOOK, OTHER, CHROMIUM, SCREENSHOT } = process.env;
-const TIMEOUT = 120_000;
+const { JUPYTER_URL, JUPYTER_TOKEN, NOTEBOOK, OTHER, SCREENSHOT } = process.env;
 
-function log(message) {
-  console.log(`[e2e ${new Date().toISOString().slice(11, 19)}] ${message}`);
-}
-
-const browser = await chromium.launch({
-  executablePath: CHROMIUM,
-  headless: true,
-  // as root, and with no network beyond this machine (the flags keep Chromium from calling home)
-  args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync']
-});
+const browser = await launch();
 const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
 page.setDefaultTimeout(TIMEOUT);
 try {
-  await page.goto(`${JUPYTER_URL}/lab/tree/${NOTEBOOK}?token=${JUPYTER_TOKEN}`);
-  await page.waitForSelector('.jp-NotebookPanel .jp-Cell');
-  log('notebook open');
-  // the kernel must be ready before cells run: the status bar says so
-  await page.locator('.jp-StatusBar-Widget', { hasText: 'Idle' }).first().waitFor();
-  log('kernel idle');
+  await openNotebook(page, NOTEBOOK);
   await page.locator('.lm-MenuBar-itemLabel', { hasText: /^Run$/ }).click();
   await page.locator('.lm-Menu-itemLabel', { hasText: /^Run All Cells$/ }).click();
   log('ran all cells');
@@ -68,11 +52,7 @@ try {
   if (!states.some(s => s.startsWith('dead'))) {
     throw new Error(`actor a was never shown dead: ${JSON.stringify(states)}`);
   }
-  const news = page.locator('.jp-toast-button', { hasText: /^No$/ });  // JupyterLab asks about its news feed
-  if (await news.count()) {
-    await news.first().click();
-    await page.locator('.jp-toast-button').first().waitFor({ state: 'detached' }).catch(() => undefined);
-  }
+  await dismissNews(page);
   await page.screenshot({ path: SCREENSHOT });
   log(`screenshot: ${SCREENSHOT}`);
   // a page reload and another notebook: the sidebar follows the notebook in focus, and

@@ -1,4 +1,7 @@
-"""``LabPanel``: controls drive a measurement on a background thread; a plot and a summary show it."""
+"""``LabPanel``: controls drive a measurement on a background thread; a plot and a summary show it.
+
+Also the one layout every panel's controls and plots use: rows that wrap, sliders with a
+track to drag, labels and buttons as wide as their text, plots shown at their natural size."""
 from __future__ import annotations
 
 import numbers
@@ -6,6 +9,11 @@ import threading
 import time
 
 import ipywidgets as widgets
+
+from ._plots import PIXEL_RATIO
+
+LABEL_STYLE = {"description_width": "initial"}  # a label as wide as its text: never cut
+SLIDER_WIDTH = "340px"  # the label and readout leave the track 150 px or more to drag
 
 
 def span(low, high) -> str:
@@ -27,6 +35,57 @@ def check_ranges(ranges: dict[str, tuple], **values) -> None:
                              f"got {value!r}")
 
 
+def control_row(*controls: widgets.Widget) -> widgets.HBox:
+    """Controls side by side, wrapping onto another line where the output is too narrow:
+    a row that does not wrap squeezes its sliders' tracks to nothing and hides the rest
+    behind a scrollbar. Controls in a row stand 12 px apart (grid-gap is also flex's gap)."""
+    return widgets.HBox(list(controls), layout=widgets.Layout(flex_flow="row wrap", align_items="center",
+                                                              grid_gap="0 12px"))
+
+
+def slider(kind: type, description: str, **traits) -> widgets.ValueWidget:
+    """A ``kind`` slider (IntSlider, FloatLogSlider, SelectionSlider, a range slider ...)
+    with its whole label and a track wide enough to drag; it reports when released."""
+    return kind(description=description, continuous_update=False, style=LABEL_STYLE,
+                layout=widgets.Layout(width=SLIDER_WIDTH), **traits)
+
+
+def toggles(description: str, options, value) -> widgets.ToggleButtons:
+    """Buttons in a row beside their label (a block by default: the label above), each as wide as its text."""
+    return widgets.ToggleButtons(options=options, value=value, description=description,
+                                 style={**LABEL_STYLE, "button_width": "auto"},
+                                 layout=widgets.Layout(display="flex", align_items="center", width="auto"))
+
+
+def checkbox(description: str, value: bool) -> widgets.Checkbox:
+    """A checkbox with its label beside it, not after an empty label's indent."""
+    return widgets.Checkbox(value=value, description=description, indent=False, layout=widgets.Layout(width="auto"))
+
+
+def dropdown(description: str, options, value) -> widgets.Dropdown:
+    """A dropdown as wide as its label and longest option."""
+    return widgets.Dropdown(options=options, value=value, description=description, style=LABEL_STYLE,
+                            layout=widgets.Layout(width="auto"))
+
+
+def button(description: str, **traits) -> widgets.Button:
+    """A button as wide as its text."""
+    return widgets.Button(description=description, layout=widgets.Layout(width="auto"), **traits)
+
+
+def plot_image() -> widgets.Image:
+    """The widget a panel's plots show in (through ``show_png``)."""
+    return widgets.Image(format="png", layout=widgets.Layout(max_width="none"))
+
+
+def show_png(image: widgets.Image, png: bytes) -> None:
+    """Show ``png`` (drawn at PIXEL_RATIO device pixels per CSS px) at exactly its CSS size:
+    a box left to size it stretches it to the output's width, blurring it by a non-integer factor."""
+    width = int.from_bytes(png[16:20], "big")  # the IHDR chunk's width, always at this offset
+    image.layout.width = f"{width / PIXEL_RATIO:g}px"
+    image.value = png
+
+
 class LabPanel(widgets.VBox):
     """Base of the labs' panels.
 
@@ -39,7 +98,7 @@ class LabPanel(widgets.VBox):
 
     def __init__(self, title: str, controls: dict[str, widgets.ValueWidget]):
         self.controls = controls
-        self.plot = widgets.Image(format="png")
+        self.plot = plot_image()
         self.summary = widgets.HTML()
         self.status = widgets.Label()
         self.result = None
@@ -52,7 +111,7 @@ class LabPanel(widgets.VBox):
         self._warmed: set = set()
         for control in controls.values():
             control.observe(self._changed, names="value")
-        super().__init__([widgets.HTML(f"<b>{title}</b>"), widgets.HBox(list(controls.values())),
+        super().__init__([widgets.HTML(f"<b>{title}</b>"), control_row(*controls.values()),
                           self.plot, self.summary, self.status])
         self._changed()
 
@@ -93,7 +152,8 @@ class LabPanel(widgets.VBox):
             start = time.perf_counter()
             try:
                 result = self.measure(**self.values())
-                self.plot.value, self.summary.value = self.draw(result)
+                png, self.summary.value = self.draw(result)
+                show_png(self.plot, png)
                 self.result = result
                 self.status.value = f"measured and drawn in {1000 * (time.perf_counter() - start):.0f} ms"
             except Exception as exc:  # shown in the panel: a callback's error would otherwise vanish

@@ -3,11 +3,15 @@ from __future__ import annotations
 
 import io
 
+CSS_DPI = 90  # CSS px per figure inch: the size a plot shows at, and its fonts' scale
+PIXEL_RATIO = 2  # PNG pixels per CSS px: crisp on HiDPI screens, and halved exactly on others
+
 
 def new_figure(width: float = 6.0, height: float = 2.6):
+    """A figure of ``width`` x ``height`` inches; keep it at most 10 (900 CSS px) to fit an output."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height), dpi=90)
+    fig = Figure(figsize=(width, height), dpi=CSS_DPI)
     # Fixed margins: tight_layout alone costs ~100 ms, half of a slider move's budget.
     fig.subplots_adjust(left=0.12, right=0.98, bottom=0.2, top=0.95)
     return fig
@@ -15,7 +19,7 @@ def new_figure(width: float = 6.0, height: float = 2.6):
 
 def png_of(fig) -> bytes:
     out = io.BytesIO()
-    fig.savefig(out, format="png")
+    fig.savefig(out, format="png", dpi=CSS_DPI * PIXEL_RATIO)
     return out.getvalue()
 
 

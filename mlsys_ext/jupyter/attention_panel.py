@@ -10,7 +10,7 @@ import numba
 import numpy as np
 
 from ..kernels import attention, available_backends, matmul_peak_gflops, resolve_backend
-from ._lab_panel import LabPanel, check_ranges
+from ._lab_panel import LabPanel, check_ranges, checkbox, dropdown, slider
 from ._plots import panel_axes, png_of
 
 HEAD_DIMS = (16, 32, 64, 128)  # the head-dim dropdown; a head dim given up to the largest joins it
@@ -125,6 +125,7 @@ def draw_attention(m: AttentionMeasurement, figure=None) -> tuple[bytes, str, ob
     bars.bar(range(len(names)), milliseconds, color=colors)
     bars.set_xticks(range(len(names)), [name.replace(" ", "\n", 1) for name in names], fontsize=7)
     bars.set_ylabel("ms per call")
+    bars.set_ylim(0, 1.15 * max(milliseconds))  # room above the tallest bar for its label, under the title
     for x, (name, ms) in enumerate(zip(names, milliseconds)):
         bars.annotate(f"{m.flops() / m.seconds[name] / 1e9:.0f} GFLOP/s", (x, ms), ha="center", va="bottom",
                       fontsize=7)
@@ -170,16 +171,13 @@ class AttentionPanel(LabPanel):
         tiny = np.zeros((1, heads, 1, head_dim), dtype=np.float32)
         attention(tiny, tiny, tiny, causal=causal, backend="numpy", threads=threads)
         controls = {
-            "seq_len": widgets.IntSlider(value=seq_len, min=RANGES["seq_len"][0], max=RANGES["seq_len"][1], step=16,
-                                         description="L", continuous_update=False),
-            "heads": widgets.IntSlider(value=heads, min=RANGES["heads"][0], max=RANGES["heads"][1],
-                                       description="heads", continuous_update=False),
-            "head_dim": widgets.Dropdown(options=sorted({*HEAD_DIMS, head_dim}), value=head_dim,
-                                         description="head dim"),
-            "backend": widgets.Dropdown(options=usable_backends(), value=backend, description="backend"),
-            "causal": widgets.Checkbox(value=causal, description="causal"),
-            "threads": widgets.IntSlider(value=threads, min=1, max=numba.config.NUMBA_NUM_THREADS,
-                                         description="threads", continuous_update=False),
+            "seq_len": slider(widgets.IntSlider, "L", value=seq_len, min=RANGES["seq_len"][0],
+                              max=RANGES["seq_len"][1], step=16),
+            "heads": slider(widgets.IntSlider, "heads", value=heads, min=RANGES["heads"][0], max=RANGES["heads"][1]),
+            "head_dim": dropdown("head dim", sorted({*HEAD_DIMS, head_dim}), head_dim),
+            "backend": dropdown("backend", usable_backends(), backend),
+            "causal": checkbox("causal", causal),
+            "threads": slider(widgets.IntSlider, "threads", value=threads, min=1, max=numba.config.NUMBA_NUM_THREADS),
         }
         super().__init__("Attention: flash-style kernel against naive numpy and torch SDPA", controls)
 

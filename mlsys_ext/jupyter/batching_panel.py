@@ -13,7 +13,7 @@ import pandas as pd
 
 from ..serving import (ContinuousBatcher, CostModel, DynamicBatcher, Lengths, SimulationResult, StaticBatcher,
                        Workload, serve, simulate)
-from ._lab_panel import LabPanel, check_ranges
+from ._lab_panel import LabPanel, button, check_ranges, control_row, dropdown, slider
 from ._plots import panel_axes, png_of
 
 POLICIES = ("static", "dynamic", "continuous", "chunked")
@@ -129,7 +129,7 @@ def make_workload(lengths, rate, cv, requests, trace, seed) -> Workload:
 
 
 def draw_batching(m: BatchingMeasurement, figure=None) -> tuple[bytes, str, object]:
-    fig, axes = panel_axes(figure, 3, 11.0, 2.8, left=0.05, right=0.98, bottom=0.12, top=0.97, wspace=0.3)
+    fig, axes = panel_axes(figure, 3, 10.0, 2.8, left=0.05, right=0.98, bottom=0.12, top=0.97, wspace=0.3)
     stick, batches, memory = axes[:3]
     if len(axes) > 3:
         rates = axes[3]
@@ -240,40 +240,34 @@ class BatchingPanel(LabPanel):
         self.requests, self.trace = requests, trace
         self.real_run = None  # (setting, figures) of the last real run, overlaid while that setting is shown
 
-        def log_slider(description, value, low, high, fmt=".3g"):
-            return widgets.FloatLogSlider(value=value, base=10, min=np.log10(low), max=np.log10(high), step=0.05,
-                                          description=description, readout_format=fmt, continuous_update=False)
+        def log_slider(description, value, low, high):
+            return slider(widgets.FloatLogSlider, description, value=value, base=10, min=np.log10(low),
+                          max=np.log10(high), step=0.05, readout_format=".3g")
 
         def choice(description, options, value):
-            return widgets.SelectionSlider(options=options, value=value, description=description,
-                                           continuous_update=False)
+            return slider(widgets.SelectionSlider, description, options=options, value=value)
 
         controls = {
-            "policy": widgets.Dropdown(options=POLICIES, value=policy, description="policy"),
-            "max_seqs": widgets.IntSlider(value=64, min=1, max=256, description="max batch",
-                                          continuous_update=False),
-            "max_wait_ms": widgets.FloatSlider(value=20.0, min=0.0, max=500.0, step=5.0, description="max wait ms",
-                                               continuous_update=False),
+            "policy": dropdown("policy", POLICIES, policy),
+            "max_seqs": slider(widgets.IntSlider, "max batch", value=64, min=1, max=256),
+            "max_wait_ms": slider(widgets.FloatSlider, "max wait ms", value=20.0, min=0.0, max=500.0, step=5.0),
             "max_tokens": choice("token budget", [256, 512, 1024, 2048, 4096, 8192], 4096),
             "chunk": choice("chunk", [64, 128, 256, 512, 1024, 2048], 512),
             "kv_tokens": choice("KV budget", [4096, 8192, 16_384, 32_768, 65_536, 131_072, "unlimited"], 65_536),
-            "block": widgets.Dropdown(options=["reserve", "8", "16", "32"], value="16", description="KV block"),
-            "preempt": widgets.Dropdown(options=["recompute", "swap"], value="recompute", description="preempt"),
+            "block": dropdown("KV block", ["reserve", "8", "16", "32"], "16"),
+            "preempt": dropdown("preempt", ["recompute", "swap"], "recompute"),
             "rate": log_slider("rate req/s", rate, *RANGES["rate"]),
-            "cv": widgets.FloatSlider(value=1.0, min=0.25, max=8.0, step=0.25, description="burstiness CV",
-                                      continuous_update=False),
-            "lengths": widgets.Dropdown(options=[(LENGTH_LABELS[name], name) for name in choices], value=lengths,
-                                        description="lengths", layout=widgets.Layout(width="27em")),
+            "cv": slider(widgets.FloatSlider, "burstiness CV", value=1.0, min=0.25, max=8.0, step=0.25),
+            "lengths": dropdown("lengths", [(LENGTH_LABELS[name], name) for name in choices], lengths),
             "slo_ttft": log_slider("SLO TTFT s", 1.0, 0.01, 30),
             "slo_tpot": log_slider("SLO TPOT s", 0.05, 0.001, 1),
         }
-        self.real_button = widgets.Button(description="run on the real model", icon="play")
+        self.real_button = button("run on the real model", icon="play")
         self.real_button.on_click(self._run_real)
         controls["policy"].observe(self._enable_knobs, names="value")
         controls["lengths"].observe(self._enable_knobs, names="value")
         super().__init__("Batching: LLM-serving schedulers, simulated and real", controls)
-        self.children[1].layout.flex_flow = "row wrap"  # thirteen controls: wrap them
-        self.children = (*self.children[:2], self.real_button, *self.children[2:])
+        self.children = (*self.children[:2], control_row(self.real_button), *self.children[2:])
         self._enable_knobs()
 
     def _enable_knobs(self, _change=None) -> None:

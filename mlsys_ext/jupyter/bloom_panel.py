@@ -9,7 +9,7 @@ import ipywidgets as widgets
 import numpy as np
 
 from ..sketches import BloomFilter
-from ._lab_panel import LabPanel, check_ranges
+from ._lab_panel import LabPanel, check_ranges, checkbox, slider, toggles
 from ._plots import new_figure, png_of
 
 RANGES = {"n": (100, 1_000_000), "p": (1e-4, 10**-0.5)}  # what the sliders show, and what %bloom accepts
@@ -97,16 +97,15 @@ class BloomPanel(LabPanel):
         sized = BloomFilter(n, p, kind=kind)  # the core refuses the rest, with its message
         (n_low, n_high), (p_low, p_high) = RANGES["n"], RANGES["p"]
         controls = {
-            "n": widgets.FloatLogSlider(value=n, base=10, min=np.log10(n_low), max=np.log10(n_high), step=0.1,
-                                        description="capacity n", continuous_update=False, readout_format=".3s"),
-            "p": widgets.FloatLogSlider(value=p, base=10, min=np.log10(p_low), max=np.log10(p_high), step=0.1,
-                                        description="target p", continuous_update=False, readout_format=".2g"),
-            "kind": widgets.ToggleButtons(options=["classic", "blocked"], value=kind),
-            "by_hand": widgets.Checkbox(value=False, description="m and k by hand"),
-            "m": widgets.FloatLogSlider(value=sized.num_bits, base=2, min=8, max=26, step=0.25,
-                                        description="m bits", continuous_update=False, readout_format=".3s"),
-            "k": widgets.IntSlider(value=sized.num_hashes, min=1, max=24, description="k",
-                                   continuous_update=False),
+            "n": slider(widgets.FloatLogSlider, "capacity n", value=n, base=10, min=np.log10(n_low),
+                        max=np.log10(n_high), step=0.1, readout_format=".3s"),
+            "p": slider(widgets.FloatLogSlider, "target p", value=p, base=10, min=np.log10(p_low),
+                        max=np.log10(p_high), step=0.1, readout_format=".2g"),
+            "kind": toggles("kind", ["classic", "blocked"], kind),
+            "by_hand": checkbox("m and k by hand", False),
+            "m": slider(widgets.FloatLogSlider, "m bits", value=sized.num_bits, base=2, min=8, max=26, step=0.25,
+                        readout_format=".3s"),
+            "k": slider(widgets.IntSlider, "k", value=sized.num_hashes, min=1, max=24),
         }
         super().__init__("Bloom filter: measured false-positive rate against theory", controls)
 

@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import ipywidgets as widgets
 
 from ..cluster import Cluster
+from ._lab_panel import button, control_row, plot_image, show_png, slider
 from ._plots import new_figure, png_of
 
 ACTIONS = ("kill", "restart", "pause", "resume")
@@ -37,6 +38,7 @@ def render_rate_png(seconds, sent, delivered, drop: float) -> bytes:
     ax.plot(seconds, [s * (1.0 - drop) for s in sent], "--", color="#d62728", label=f"expected: sent x (1 - {drop:g})")
     ax.set_xlabel("seconds since start")
     ax.set_ylabel("messages / s")
+    ax.set_ylim(bottom=0)  # never negative: with no traffic, ticks down to -0.05 pushed the label out of the figure
     ax.legend(loc="upper left", fontsize=7, frameon=False)
     return png_of(fig)
 
@@ -53,24 +55,24 @@ class ClusterPanel(widgets.VBox):
         self.cluster = cluster
         self.table = widgets.HTML()
         self.actor = widgets.Dropdown(description="actor", options=cluster.actors)
-        self.buttons = {a: widgets.Button(description=a, layout=widgets.Layout(width="80px")) for a in ACTIONS}
+        self.buttons = {a: button(a) for a in ACTIONS}
         faults = cluster.network()["default"]
-        self.drop = widgets.FloatSlider(value=faults.drop, min=0.0, max=1.0, step=0.01, description="drop",
-                                        continuous_update=False, readout_format=".2f")
-        self.delay = widgets.IntRangeSlider(value=[round(d * 1000) for d in faults.delay], min=0, max=MAX_DELAY_MS,
-                                            description="delay ms", continuous_update=False)
-        self.plot = widgets.Image(format="png")
+        self.drop = slider(widgets.FloatSlider, "drop", value=faults.drop, min=0.0, max=1.0, step=0.01,
+                           readout_format=".2f")
+        self.delay = slider(widgets.IntRangeSlider, "delay ms", value=[round(d * 1000) for d in faults.delay], min=0,
+                            max=MAX_DELAY_MS)
+        self.plot = plot_image()
         self.message = widgets.Label()
         self.last_action = None
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="cluster-panel")
-        for action, button in self.buttons.items():
-            button.on_click(lambda _b, a=action: self.act(a))
+        for action, action_button in self.buttons.items():
+            action_button.on_click(lambda _b, a=action: self.act(a))
         self.drop.observe(self._apply_network, names="value")
         self.delay.observe(self._apply_network, names="value")
         super().__init__([
             self.table,
-            widgets.HBox([self.actor, *self.buttons.values()]),
-            widgets.HBox([self.drop, self.delay]),
+            control_row(self.actor, *self.buttons.values()),
+            control_row(self.drop, self.delay),
             self.plot,
             self.message,
         ])
@@ -121,7 +123,7 @@ class ClusterPanel(widgets.VBox):
             self.actor.value = chosen if chosen in names else (names[0] if names else None)
         self.table.value = self.cluster.status().to_html(index=False, border=0)
         rates = rate_by_fate(self.cluster.trace(), self.cluster.elapsed())
-        self.plot.value = render_rate_png(*rates, drop=self.drop.value)
+        show_png(self.plot, render_rate_png(*rates, drop=self.drop.value))
 
     def _refresh_loop(self, interval: float | None) -> None:
         """Redraw on every change, and every ``interval`` seconds (None: on changes only)."""

@@ -9,7 +9,7 @@ import ipywidgets as widgets
 import numpy as np
 
 from ..sketches import CountMinSketch
-from ._lab_panel import LabPanel, check_ranges
+from ._lab_panel import LabPanel, check_ranges, checkbox, slider
 from ._plots import new_figure, png_of
 
 # what the sliders show, and what %cms accepts
@@ -79,16 +79,15 @@ class CountMinPanel(LabPanel):
         check_ranges(RANGES, eps=eps, delta=delta, length=length, skew=skew)
         (eps_low, eps_high), (delta_low, delta_high) = RANGES["eps"], RANGES["delta"]
         controls = {
-            "eps": widgets.FloatLogSlider(value=eps, base=10, min=np.log10(eps_low), max=np.log10(eps_high),
-                                          step=0.1, description="eps", continuous_update=False, readout_format=".2g"),
-            "delta": widgets.FloatLogSlider(value=delta, base=10, min=np.log10(delta_low), max=np.log10(delta_high),
-                                            step=0.1, description="delta", continuous_update=False,
-                                            readout_format=".2g"),
-            "length": widgets.IntSlider(value=length, min=RANGES["length"][0], max=RANGES["length"][1], step=10_000,
-                                        description="stream N", continuous_update=False),
-            "skew": widgets.FloatSlider(value=skew, min=RANGES["skew"][0], max=RANGES["skew"][1], step=0.05,
-                                        description="Zipf skew", continuous_update=False),
-            "conservative": widgets.Checkbox(value=conservative, description="conservative update"),
+            "eps": slider(widgets.FloatLogSlider, "eps", value=eps, base=10, min=np.log10(eps_low),
+                          max=np.log10(eps_high), step=0.1, readout_format=".2g"),
+            "delta": slider(widgets.FloatLogSlider, "delta", value=delta, base=10, min=np.log10(delta_low),
+                            max=np.log10(delta_high), step=0.1, readout_format=".2g"),
+            "length": slider(widgets.IntSlider, "stream N", value=length, min=RANGES["length"][0],
+                             max=RANGES["length"][1], step=10_000),
+            "skew": slider(widgets.FloatSlider, "Zipf skew", value=skew, min=RANGES["skew"][0], max=RANGES["skew"][1],
+                           step=0.05),
+            "conservative": checkbox("conservative update", conservative),
         }
         super().__init__("Count-Min sketch: overestimates against the eps N bound", controls)
 

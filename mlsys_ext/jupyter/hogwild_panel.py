@@ -10,7 +10,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..kernels import SGDResult, hogwild_sgd, sparse_classification
-from ._lab_panel import LabPanel, check_ranges
+from ._lab_panel import LabPanel, check_ranges, slider, toggles
 from ._plots import panel_axes, png_of
 
 MODES = ("hogwild", "locked", "serial")
@@ -90,16 +90,13 @@ class HogwildPanel(LabPanel):
         # the core refuses the rest (the loss), with its message
         hogwild_sgd(sp.eye(2, format="csr"), [0, 1], loss=loss, epochs=epochs, lr=lr, threads=threads,
                     mode="serial", backend="numpy")
-        controls = {name: widgets.IntSlider(value=value, min=RANGES[name][0], max=RANGES[name][1],
-                                            step=1_000 if name == "rows" else 1, description=name.replace("_", " "),
-                                            continuous_update=False)
+        controls = {name: slider(widgets.IntSlider, name.replace("_", " "), value=value, min=RANGES[name][0],
+                                 max=RANGES[name][1], step=1_000 if name == "rows" else 1)
                     for name, value in sized.items()}
-        controls["threads"] = widgets.IntSlider(value=threads, min=1, max=pool, description="threads",
-                                                continuous_update=False)
-        controls["lr"] = widgets.FloatLogSlider(value=lr, base=10, min=np.log10(RANGES["lr"][0]),
-                                                max=np.log10(RANGES["lr"][1]), step=0.1, description="lr",
-                                                continuous_update=False, readout_format=".3g")
-        controls["loss"] = widgets.ToggleButtons(options=list(LOSSES), value=loss)
+        controls["threads"] = slider(widgets.IntSlider, "threads", value=threads, min=1, max=pool)
+        controls["lr"] = slider(widgets.FloatLogSlider, "lr", value=lr, base=10, min=np.log10(RANGES["lr"][0]),
+                                max=np.log10(RANGES["lr"][1]), step=0.1, readout_format=".3g")
+        controls["loss"] = toggles("loss", list(LOSSES), loss)
         super().__init__("Hogwild! SGD: lock-free, locked and serial", controls)
 
     def measure(self, rows, features_log2, nnz_per_row, threads, epochs, lr, loss):

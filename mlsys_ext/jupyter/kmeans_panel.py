@@ -10,7 +10,7 @@ import numba
 import numpy as np
 
 from ..kernels import available_backends, kmeans, kmeans_plusplus, matmul_peak_gflops
-from ._lab_panel import LabPanel, check_ranges
+from ._lab_panel import LabPanel, check_ranges, dropdown, slider, toggles
 from ._plots import panel_axes, png_of
 
 RANGES = {"n": (1_000, 200_000), "dims": (1, 64), "k": (1, 64)}  # what the sliders show, and what %kmeans accepts
@@ -117,6 +117,7 @@ def draw_kmeans(m: KMeansMeasurement, figure=None) -> tuple[bytes, str, object]:
     millis = [1e3 * m.seconds_per_iteration[name] for name in names]
     colors = ["#d62728" if name == "scikit-learn" else "#1f77b4" for name in names]
     bars.barh(names, millis, color=colors)
+    bars.set_yticks(range(len(names)), names)  # panel_axes' tick locator would number the bars instead
     bars.tick_params(axis="y", labelsize=7)
     for y, ms in enumerate(millis):
         rate = m.gflops_per_iteration / (ms / 1e3)
@@ -149,16 +150,12 @@ class KMeansPanel(LabPanel):
         if init not in ("k-means++", "random"):
             raise ValueError(f"init must be k-means++ or random, got {init!r}")
         controls = {
-            "n": widgets.IntSlider(value=n, min=RANGES["n"][0], max=RANGES["n"][1], step=1_000, description="points",
-                                   continuous_update=False),
-            "dims": widgets.IntSlider(value=dims, min=RANGES["dims"][0], max=RANGES["dims"][1], description="dims",
-                                      continuous_update=False),
-            "k": widgets.IntSlider(value=k, min=RANGES["k"][0], max=RANGES["k"][1], description="k",
-                                   continuous_update=False),
-            "threads": widgets.IntSlider(value=threads, min=1, max=max_threads,
-                                         description="threads", continuous_update=False),
-            "backend": widgets.Dropdown(options=usable, value=backend, description="backend"),
-            "init": widgets.ToggleButtons(options=["k-means++", "random"], value=init),
+            "n": slider(widgets.IntSlider, "points", value=n, min=RANGES["n"][0], max=RANGES["n"][1], step=1_000),
+            "dims": slider(widgets.IntSlider, "dims", value=dims, min=RANGES["dims"][0], max=RANGES["dims"][1]),
+            "k": slider(widgets.IntSlider, "k", value=k, min=RANGES["k"][0], max=RANGES["k"][1]),
+            "threads": slider(widgets.IntSlider, "threads", value=threads, min=1, max=max_threads),
+            "backend": dropdown("backend", usable, backend),
+            "init": toggles("init", ["k-means++", "random"], init),
         }
         super().__init__("k-means: Lloyd iterations, fused assign and accumulate", controls)
 

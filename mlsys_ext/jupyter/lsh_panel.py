@@ -9,7 +9,7 @@ import ipywidgets as widgets
 import numpy as np
 
 from ..sketches import MinHash, MinHashLSH
-from ._lab_panel import LabPanel, check_ranges
+from ._lab_panel import LabPanel, check_ranges, dropdown, slider
 from ._plots import new_figure, png_of
 
 # what the sliders show, and what %lsh accepts (optimal_params takes seconds at a few thousand permutations)
@@ -105,12 +105,12 @@ class LSHPanel(LabPanel):
     def __init__(self, num_perm: int = 128, threshold: float = 0.8, fp_weight: float = 0.5):
         check_ranges(RANGES, num_perm=num_perm, threshold=threshold, fp_weight=fp_weight)
         controls = {
-            "num_perm": widgets.IntSlider(value=num_perm, min=RANGES["num_perm"][0], max=RANGES["num_perm"][1],
-                                          step=16, description="num_perm", continuous_update=False),
-            "threshold": widgets.FloatSlider(value=threshold, min=RANGES["threshold"][0], max=RANGES["threshold"][1],
-                                             step=0.05, description="threshold", continuous_update=False),
-            "fp_weight": widgets.FloatSlider(value=fp_weight, min=RANGES["fp_weight"][0], max=RANGES["fp_weight"][1],
-                                             step=0.05, description="FP weight", continuous_update=False),
+            "num_perm": slider(widgets.IntSlider, "num_perm", value=num_perm, min=RANGES["num_perm"][0],
+                               max=RANGES["num_perm"][1], step=16),
+            "threshold": slider(widgets.FloatSlider, "threshold", value=threshold, min=RANGES["threshold"][0],
+                                max=RANGES["threshold"][1], step=0.05),
+            "fp_weight": slider(widgets.FloatSlider, "FP weight", value=fp_weight, min=RANGES["fp_weight"][0],
+                                max=RANGES["fp_weight"][1], step=0.05),
         }
         super().__init__("MinHash LSH: measured candidate probability against the S-curve", controls)
 
@@ -176,6 +176,7 @@ def measure_simhash(data: SimHashData, bits: int, bands: int) -> SimHashMeasurem
 
 def draw_simhash(m: SimHashMeasurement) -> tuple[bytes, str]:
     fig = new_figure()
+    fig.subplots_adjust(right=0.87)  # room for the twin axis' ticks and label
     ax = fig.add_subplot()
     ax.plot(m.probes, m.recall, "o-", color="#1f77b4", label=f"measured recall@{K}")
     ax.axhline(m.candidate_bound, color="#2ca02c", ls="--",
@@ -186,8 +187,8 @@ def draw_simhash(m: SimHashMeasurement) -> tuple[bytes, str]:
     twin = ax.twinx()
     twin.plot(m.probes, m.qps, "s:", color="#ff7f0e", label="queries/s")
     twin.set_ylabel("queries / s")
-    ax.legend(fontsize=7, frameon=False, loc="lower right")
-    twin.legend(fontsize=7, frameon=False, loc="center right")
+    # one legend, between the recall curve near 1 and the queries/s curve falling to the bottom
+    ax.legend(handles=ax.get_lines() + twin.get_lines(), fontsize=7, frameon=False, loc="center right")
     summary = (f"<table><tr><td>{m.index.bits} bits in {m.index.bands} bands of "
                f"{m.index.bits // m.index.bands}</td><td>&nbsp; {len(m.index):,} vectors</td></tr>"
                f"<tr><td>recall@{K}: {m.recall[0]:.3f} without probes, {m.recall[-1]:.3f} with "
@@ -208,9 +209,9 @@ class SimHashPanel(LabPanel):
         SimHashLSH(32, bits=bits, bands=bands)  # the core refuses the rest (bits not divisible by bands)
         self.data = clustered_vectors()
         controls = {
-            "bits": widgets.IntSlider(value=bits, min=SIMHASH_RANGES["bits"][0], max=SIMHASH_RANGES["bits"][1],
-                                      step=8, description="bits", continuous_update=False),
-            "bands": widgets.Dropdown(options=list(BANDS), value=bands, description="bands"),
+            "bits": slider(widgets.IntSlider, "bits", value=bits, min=SIMHASH_RANGES["bits"][0],
+                           max=SIMHASH_RANGES["bits"][1], step=8),
+            "bands": dropdown("bands", list(BANDS), bands),
         }
         super().__init__("SimHash LSH: recall@10 and speed against probes", controls)
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..raft import RaftConfig
 from ..raft._simulation import Frame, Simulation
-from ._lab_panel import check_ranges
+from ._lab_panel import button, check_ranges, checkbox, control_row, dropdown, plot_image, show_png, slider
 from ._plots import new_figure, png_of
 
 # what %raft -n and %raft study --trials accept: a trial takes ~0.2 s, and the study draws only when done
@@ -110,31 +110,25 @@ class RaftPanel(widgets.VBox):
         self._requests = 0
         config = RaftConfig()
         self.play = widgets.ToggleButton(value=False, description="play", icon="play")
-        self.speed = widgets.FloatLogSlider(value=speed, base=10, min=-1, max=1, description="speed x",
-                                            continuous_update=False)
-        self.timeline = widgets.IntSlider(value=0, min=0, max=0, description="timeline", continuous_update=False)
+        self.speed = slider(widgets.FloatLogSlider, "speed x", value=speed, base=10, min=-1, max=1)
+        self.timeline = slider(widgets.IntSlider, "timeline", value=0, min=0, max=0)
         self.knobs = {
-            "election": widgets.FloatRangeSlider(value=config.election_timeout, min=0.1, max=3.0, step=0.05,
-                                                 description="election s", continuous_update=False),
-            "heartbeat": widgets.FloatSlider(value=config.heartbeat, min=0.02, max=0.5, step=0.01,
-                                             description="heartbeat s", continuous_update=False),
-            "max_batch": widgets.IntSlider(value=config.max_batch, min=1, max=256, description="batch",
-                                           continuous_update=False),
-            "max_inflight": widgets.IntSlider(value=config.max_inflight, min=1, max=32, description="in flight",
-                                              continuous_update=False),
-            "prevote": widgets.Checkbox(value=config.prevote, description="PreVote"),
-            "check_quorum": widgets.Checkbox(value=config.check_quorum, description="CheckQuorum"),
+            "election": slider(widgets.FloatRangeSlider, "election s", value=config.election_timeout, min=0.1,
+                               max=3.0, step=0.05),
+            "heartbeat": slider(widgets.FloatSlider, "heartbeat s", value=config.heartbeat, min=0.02, max=0.5,
+                                step=0.01),
+            "max_batch": slider(widgets.IntSlider, "batch", value=config.max_batch, min=1, max=256),
+            "max_inflight": slider(widgets.IntSlider, "in flight", value=config.max_inflight, min=1, max=32),
+            "prevote": checkbox("PreVote", config.prevote),
+            "check_quorum": checkbox("CheckQuorum", config.check_quorum),
         }
-        self.drop = widgets.FloatSlider(value=0.0, min=0.0, max=0.5, step=0.01, description="drop",
-                                        continuous_update=False)
-        self.latency = widgets.FloatRangeSlider(value=(0.5, 2.0), min=0.0, max=100.0, step=0.5,
-                                                description="latency ms", continuous_update=False)
-        self.node = widgets.Dropdown(options=list(range(n)), description="server")
+        self.drop = slider(widgets.FloatSlider, "drop", value=0.0, min=0.0, max=0.5, step=0.01)
+        self.latency = slider(widgets.FloatRangeSlider, "latency ms", value=(0.5, 2.0), min=0.0, max=100.0, step=0.5)
+        self.node = dropdown("server", list(range(n)), 0)
         self.groups = widgets.Text(value=("0,1 | " + ",".join(map(str, range(2, n)))) if n > 2 else "",
                                    description="partition", layout=widgets.Layout(width="220px"))
-        self.buttons = {action: widgets.Button(description=action, layout=widgets.Layout(width="80px"))
-                        for action in ACTIONS}
-        self.image = widgets.Image(format="png")
+        self.buttons = {action: button(action) for action in ACTIONS}
+        self.image = plot_image()
         self.status = widgets.Label()
         self.sim = self._new_simulation()
         self.play.observe(self._play_changed, names="value")
@@ -143,16 +137,15 @@ class RaftPanel(widgets.VBox):
             knob.observe(lambda _change: self.restart_simulation(), names="value")
         self.drop.observe(self._network_changed, names="value")
         self.latency.observe(self._network_changed, names="value")
-        for action, button in self.buttons.items():
-            button.on_click(lambda _button, a=action: self.act(a))
+        for action, action_button in self.buttons.items():
+            action_button.on_click(lambda _button, a=action: self.act(a))
         self._player: threading.Thread | None = None
         super().__init__([
-            widgets.HBox([self.play, self.speed, self.timeline]),
-            widgets.HBox([self.knobs["election"], self.knobs["heartbeat"], self.knobs["max_batch"]]),
-            widgets.HBox([self.knobs["max_inflight"], self.knobs["prevote"], self.knobs["check_quorum"]]),
-            widgets.HBox([self.drop, self.latency]),
-            widgets.HBox([self.node, *[self.buttons[a] for a in ACTIONS[:8]]]),
-            widgets.HBox([self.buttons["transfer"], self.groups, self.buttons["partition"]]),
+            control_row(self.play, self.speed, self.timeline),
+            control_row(*self.knobs.values()),
+            control_row(self.drop, self.latency),
+            control_row(self.node, *[self.buttons[a] for a in ACTIONS[:8]]),
+            control_row(self.buttons["transfer"], self.groups, self.buttons["partition"]),
             self.image,
             self.status,
         ])
@@ -248,7 +241,7 @@ class RaftPanel(widgets.VBox):
         self._show(frame)
 
     def _show(self, frame: Frame) -> None:
-        self.image.value = draw_frame(frame)
+        show_png(self.image, draw_frame(frame))
 
     def _scrubbed(self, change) -> None:
         if change["new"] == len(self.frames) - 1:
@@ -317,7 +310,7 @@ class RaftStudy(widgets.VBox):
         check_ranges(RANGES, trials=trials)
         from ..raft import throughput_by_batch, time_to_elect
 
-        self.image = widgets.Image(format="png")
+        self.image = plot_image()
         self.status = widgets.Label(f"running {trials} elections per timeout range, then the batch sizes ...")
         self.result = None
         super().__init__([self.image, self.status])
@@ -325,7 +318,7 @@ class RaftStudy(widgets.VBox):
         def run():
             try:
                 elections, throughput = time_to_elect(trials=trials), throughput_by_batch()
-                self.image.value = studies_png(elections, throughput, round_trip=0.01, max_inflight=1)
+                show_png(self.image, studies_png(elections, throughput, round_trip=0.01, max_inflight=1))
                 self.result = elections, throughput
                 medians = elections.groupby("timeout", sort=False).seconds.median()
                 self.status.value = "median time to elect: " + ", ".join(
