@@ -129,14 +129,22 @@ def make_workload(lengths, rate, cv, requests, trace, seed) -> Workload:
 
 
 def draw_batching(m: BatchingMeasurement, figure=None) -> tuple[bytes, str, object]:
-    fig, axes = panel_axes(figure, 3, 10.0, 2.8, left=0.05, right=0.98, bottom=0.12, top=0.97, wspace=0.3)
+    fig, axes = panel_axes(figure, 3, 10.0, 2.8, left=0.06, right=0.97, bottom=0.16, top=0.9, wspace=0.42)
     stick, batches, memory = axes[:3]
     if len(axes) > 3:
         rates = axes[3]
-    else:  # requests/s on the right of the hockey stick; later drawings reuse it through panel_axes
+    else:  # requests/s on the right of the hockey stick; later drawings reuse it, and these labels
         rates = stick.twinx()
         rates.tick_params(labelsize=7)
         rates.locator_params(nbins=4)
+        for ax, x, y in ((stick, "arrival rate (req/s)", "e2e latency (s)"), (rates, None, "req/s"),
+                         (batches, "iteration", "tokens / sequences"), (memory, "time (s)", "KV tokens held")):
+            if x:
+                ax.set_xlabel(x, fontsize=7, labelpad=1)
+            ax.set_ylabel(y, fontsize=7, labelpad=1)
+    for ax, title in ((stick, "latency and rates against load"), (batches, "what each iteration ran"),
+                      (memory, "KV cache over time")):
+        ax.set_title(title, fontsize=8, pad=3)
     sweep = m.sweep
     rates.plot(sweep.rate, sweep.throughput, "-", color="0.55", lw=1, label="throughput")
     rates.plot(sweep.rate, sweep.goodput, ":", color="tab:green", lw=1.5, label="goodput")
@@ -155,8 +163,8 @@ def draw_batching(m: BatchingMeasurement, figure=None) -> tuple[bytes, str, obje
     start = max(0, len(timeline) // 2 - TIMELINE_WINDOW // 2)
     window = timeline.iloc[start:start + TIMELINE_WINDOW]
     steps = np.arange(start, start + len(window))
-    # linear axes, step lines, no titles or axis labels (the summary says what each plot
-    # shows) and one legend: text and filled polygons are the costliest parts of a redraw
+    # linear axes, step lines and one legend: text and filled polygons are the costliest
+    # parts of a redraw (the summary says what each line is)
     tokens = (window.decode_seqs + window.prefill_tokens).to_numpy()
     batches.plot(steps, tokens, drawstyle="steps-mid", color="tab:orange", lw=0.8)
     batches.plot(steps, window.decode_seqs.to_numpy(), drawstyle="steps-mid", color="tab:green", lw=0.8)  # on top

@@ -6,7 +6,7 @@ import pytest
 from ipywidgets.widgets.tests.utils import setup_test_comm, teardown_test_comm
 
 from mlsys_ext.jupyter import BatchingPanel
-from mlsys_ext.jupyter.batching_panel import KNOBS, build_scheduler, measure_batching, saturation_rate
+from mlsys_ext.jupyter.batching_panel import KNOBS, build_scheduler, draw_batching, measure_batching, saturation_rate
 from mlsys_ext.serving import ContinuousBatcher, CostModel, Lengths, StaticBatcher, Workload, simulate
 
 TRACES = Path(__file__).resolve().parents[3] / "shared" / "data" / "traces"
@@ -69,6 +69,17 @@ def test_the_sweep_straddles_the_saturation_rate_and_passes_through_the_chosen_o
     with pytest.raises(ValueError, match="raise the budget, or choose chunked"):
         measure_batching("continuous", 32, 20.0, 1024, 512, "unlimited", "16", "recompute", 4.0, 1.0, "long-prompt",
                          1.0, 0.05, requests=100)
+
+
+def test_every_plot_keeps_its_title_and_axis_labels_across_redraws():
+    m = measure_batching("continuous", 32, 20.0, 2048, 512, 32_768, "16", "recompute", 8.0, 1.0, "chat", 1.0, 0.05,
+                         requests=300)
+    _, _, figure = draw_batching(m)
+    _, _, figure = draw_batching(m, figure)  # a slider move reuses the figure
+    stick, batches, memory, rates = figure.axes
+    for ax in (stick, batches, memory):
+        assert ax.get_title() and ax.get_xlabel() and ax.get_ylabel(), ax.get_title()
+    assert "(s)" in stick.get_ylabel() and "req/s" in stick.get_xlabel() and rates.get_ylabel() == "req/s"
 
 
 def test_the_real_model_button_serves_off_the_main_thread_and_overlays_the_fitted_simulator(comm):
