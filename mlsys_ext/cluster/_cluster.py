@@ -109,7 +109,8 @@ def check_workers(n) -> int:
         raise ValueError(f"n (the number of workers) must be an integer >= 1, got {n!r}")
     limit = max_workers()
     if n > limit:
-        raise ValueError(f"n = {n} workers is more than the limit of {limit} (4 per CPU); "
+        source = f"${MAX_WORKERS_VARIABLE}" if MAX_WORKERS_VARIABLE in os.environ else "4 per CPU"
+        raise ValueError(f"n = {n} workers is more than the limit of {limit} ({source}); "
                          f"set ${MAX_WORKERS_VARIABLE} to allow more")
     return n
 

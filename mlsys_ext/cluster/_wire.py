@@ -22,7 +22,6 @@ import weakref
 from collections import deque
 
 import cloudpickle
-import numpy as np
 
 from ._errors import RemoteError, RemoteTraceback
 
@@ -86,8 +85,7 @@ class _Mapping(mmap.mmap):
     it can be sent on (returned, forwarded) as the same memfd, without a copy."""
 
     def __init__(self, memory: SharedMemory, size: int):
-        self.memory, self.size = memory, size
-        self.start = np.frombuffer(self, np.uint8).__array_interface__["data"][0] if size else 0
+        self.memory, self.size, self.start = memory, size, _address(self)
         _mappings.add(self)
 
     def __new__(cls, memory: SharedMemory, size: int):
@@ -97,11 +95,18 @@ class _Mapping(mmap.mmap):
 _mappings: "weakref.WeakSet[_Mapping]" = weakref.WeakSet()  # the live ones of this process
 
 
+def _address(buffer) -> int:
+    """Where a (possibly read-only) buffer starts in this process's memory."""
+    import numpy as np  # here, not at import: a worker that never maps memory starts ~0.1 s sooner
+
+    return np.frombuffer(buffer, np.uint8).__array_interface__["data"][0]
+
+
 def _mapping_of(raw: memoryview):
     """(mapping, offset) if ``raw`` lies in a live received mapping, else None."""
     if not _mappings:
         return None
-    address = np.frombuffer(raw, np.uint8).__array_interface__["data"][0]
+    address = _address(raw)
     for mapping in list(_mappings):
         if mapping.start <= address and address + raw.nbytes <= mapping.start + mapping.size:
             return mapping, address - mapping.start
@@ -158,17 +163,21 @@ class ObjectRef:
 def put(obj) -> ObjectRef:
     """``obj`` in one memfd: its pickle, then each of its buffers out of band."""
     buffers = []
-    data = cloudpickle.dumps(obj, 5, buffer_callback=lambda b: _raw_or_none(b, buffers))
-    memory, spans = _memfd([memoryview(data)] + buffers)
+    data = cloudpickle.dumps(obj, 5, buffer_callback=lambda b: _leave_pickle(b, 1, buffers))
+    memory, spans = _memfd([memoryview(data)] + [raw for raw, _ in buffers])
     return ObjectRef(_head(_REF, 0, 1, [(0, *span) for span in spans]), memory)
 
 
-def _raw_or_none(buffer: pickle.PickleBuffer, into: list):
-    """A buffer_callback: a contiguous buffer leaves the pickle (None), another stays (True)."""
+def _leave_pickle(buffer: pickle.PickleBuffer, threshold: int | None, into: list):
+    """A buffer_callback: a contiguous buffer of ``threshold`` bytes or more leaves the pickle
+    (returns None; (its bytes, the received mapping it lies in or None) join ``into``)."""
     try:
-        into.append(buffer.raw())
-    except BufferError:
+        raw = buffer.raw()
+    except BufferError:  # not contiguous: it stays in the pickle
         return True
+    if threshold is None or raw.nbytes < threshold:
+        return True
+    into.append((raw, _mapping_of(raw)))
     return None
 
 
@@ -223,19 +232,8 @@ def encode(obj, threshold: int | None) -> tuple[bytes, tuple[SharedMemory, ...]]
     if _plain(obj):
         return dumps(obj), ()
     large, refs = [], []
-
-    def out_of_band(buffer: pickle.PickleBuffer):
-        try:
-            raw = buffer.raw()
-        except BufferError:
-            return True
-        if threshold is None or raw.nbytes < threshold:
-            return True
-        large.append((raw, _mapping_of(raw)))
-        return None
-
     stream = io.BytesIO()
-    _Pickler(stream, refs, out_of_band).dump(obj)
+    _Pickler(stream, refs, lambda buffer: _leave_pickle(buffer, threshold, large)).dump(obj)
     data = stream.getvalue()
     if not large and not refs:
         return data, ()

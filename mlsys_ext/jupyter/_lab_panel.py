@@ -4,6 +4,7 @@ Also the one layout every panel's controls and plots use: rows that wrap, slider
 track to drag, labels and buttons as wide as their text, plots shown at their natural size."""
 from __future__ import annotations
 
+import math
 import numbers
 import threading
 import time
@@ -43,9 +44,17 @@ def control_row(*controls: widgets.Widget) -> widgets.HBox:
                                                               grid_gap="0 12px"))
 
 
-def slider(kind: type, description: str, **traits) -> widgets.ValueWidget:
+def slider(kind: type, description: str, bounds: tuple | None = None, **traits) -> widgets.ValueWidget:
     """A ``kind`` slider (IntSlider, FloatLogSlider, SelectionSlider, a range slider ...)
-    with its whole label and a track wide enough to drag; it reports when released."""
+    with its whole label and a track wide enough to drag; it reports when released.
+    ``bounds``: (low, high) of the values, one of a panel's RANGES (a log slider's
+    min and max are their logarithms)."""
+    if bounds is not None:
+        low, high = bounds
+        if kind is widgets.FloatLogSlider:
+            base = traits.setdefault("base", 10)
+            low, high = math.log10(low) / math.log10(base), math.log10(high) / math.log10(base)  # exact for base 10
+        traits.update(min=low, max=high)
     return kind(description=description, continuous_update=False, style=LABEL_STYLE,
                 layout=widgets.Layout(width=SLIDER_WIDTH), **traits)
 

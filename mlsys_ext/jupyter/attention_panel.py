@@ -171,9 +171,8 @@ class AttentionPanel(LabPanel):
         tiny = np.zeros((1, heads, 1, head_dim), dtype=np.float32)
         attention(tiny, tiny, tiny, causal=causal, backend="numpy", threads=threads)
         controls = {
-            "seq_len": slider(widgets.IntSlider, "L", value=seq_len, min=RANGES["seq_len"][0],
-                              max=RANGES["seq_len"][1], step=16),
-            "heads": slider(widgets.IntSlider, "heads", value=heads, min=RANGES["heads"][0], max=RANGES["heads"][1]),
+            "seq_len": slider(widgets.IntSlider, "L", RANGES["seq_len"], value=seq_len, step=16),
+            "heads": slider(widgets.IntSlider, "heads", RANGES["heads"], value=heads),
             "head_dim": dropdown("head dim", sorted({*HEAD_DIMS, head_dim}), head_dim),
             "backend": dropdown("backend", usable_backends(), backend),
             "causal": checkbox("causal", causal),

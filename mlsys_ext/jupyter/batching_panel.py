@@ -248,9 +248,8 @@ class BatchingPanel(LabPanel):
         self.requests, self.trace = requests, trace
         self.real_run = None  # (setting, figures) of the last real run, overlaid while that setting is shown
 
-        def log_slider(description, value, low, high):
-            return slider(widgets.FloatLogSlider, description, value=value, base=10, min=np.log10(low),
-                          max=np.log10(high), step=0.05, readout_format=".3g")
+        def log_slider(description, value, bounds):
+            return slider(widgets.FloatLogSlider, description, bounds, value=value, step=0.05, readout_format=".3g")
 
         def choice(description, options, value):
             return slider(widgets.SelectionSlider, description, options=options, value=value)
@@ -264,11 +263,11 @@ class BatchingPanel(LabPanel):
             "kv_tokens": choice("KV budget", [4096, 8192, 16_384, 32_768, 65_536, 131_072, "unlimited"], 65_536),
             "block": dropdown("KV block", ["reserve", "8", "16", "32"], "16"),
             "preempt": dropdown("preempt", ["recompute", "swap"], "recompute"),
-            "rate": log_slider("rate req/s", rate, *RANGES["rate"]),
+            "rate": log_slider("rate req/s", rate, RANGES["rate"]),
             "cv": slider(widgets.FloatSlider, "burstiness CV", value=1.0, min=0.25, max=8.0, step=0.25),
             "lengths": dropdown("lengths", [(LENGTH_LABELS[name], name) for name in choices], lengths),
-            "slo_ttft": log_slider("SLO TTFT s", 1.0, 0.01, 30),
-            "slo_tpot": log_slider("SLO TPOT s", 0.05, 0.001, 1),
+            "slo_ttft": log_slider("SLO TTFT s", 1.0, (0.01, 30)),
+            "slo_tpot": log_slider("SLO TPOT s", 0.05, (0.001, 1)),
         }
         self.real_button = button("run on the real model", icon="play")
         self.real_button.on_click(self._run_real)

@@ -95,12 +95,9 @@ class BloomPanel(LabPanel):
     def __init__(self, n: int = 100_000, p: float = 0.01, kind: str = "classic"):
         check_ranges(RANGES, n=n, p=p)
         sized = BloomFilter(n, p, kind=kind)  # the core refuses the rest, with its message
-        (n_low, n_high), (p_low, p_high) = RANGES["n"], RANGES["p"]
         controls = {
-            "n": slider(widgets.FloatLogSlider, "capacity n", value=n, base=10, min=np.log10(n_low),
-                        max=np.log10(n_high), step=0.1, readout_format=".3s"),
-            "p": slider(widgets.FloatLogSlider, "target p", value=p, base=10, min=np.log10(p_low),
-                        max=np.log10(p_high), step=0.1, readout_format=".2g"),
+            "n": slider(widgets.FloatLogSlider, "capacity n", RANGES["n"], value=n, step=0.1, readout_format=".3s"),
+            "p": slider(widgets.FloatLogSlider, "target p", RANGES["p"], value=p, step=0.1, readout_format=".2g"),
             "kind": toggles("kind", ["classic", "blocked"], kind),
             "by_hand": checkbox("m and k by hand", False),
             "m": slider(widgets.FloatLogSlider, "m bits", value=sized.num_bits, base=2, min=8, max=26, step=0.25,

@@ -77,16 +77,12 @@ class CountMinPanel(LabPanel):
     def __init__(self, eps: float = 0.001, delta: float = 0.01, length: int = 200_000, skew: float = 1.2,
                  conservative: bool = False):
         check_ranges(RANGES, eps=eps, delta=delta, length=length, skew=skew)
-        (eps_low, eps_high), (delta_low, delta_high) = RANGES["eps"], RANGES["delta"]
         controls = {
-            "eps": slider(widgets.FloatLogSlider, "eps", value=eps, base=10, min=np.log10(eps_low),
-                          max=np.log10(eps_high), step=0.1, readout_format=".2g"),
-            "delta": slider(widgets.FloatLogSlider, "delta", value=delta, base=10, min=np.log10(delta_low),
-                            max=np.log10(delta_high), step=0.1, readout_format=".2g"),
-            "length": slider(widgets.IntSlider, "stream N", value=length, min=RANGES["length"][0],
-                             max=RANGES["length"][1], step=10_000),
-            "skew": slider(widgets.FloatSlider, "Zipf skew", value=skew, min=RANGES["skew"][0], max=RANGES["skew"][1],
-                           step=0.05),
+            "eps": slider(widgets.FloatLogSlider, "eps", RANGES["eps"], value=eps, step=0.1, readout_format=".2g"),
+            "delta": slider(widgets.FloatLogSlider, "delta", RANGES["delta"], value=delta, step=0.1,
+                            readout_format=".2g"),
+            "length": slider(widgets.IntSlider, "stream N", RANGES["length"], value=length, step=10_000),
+            "skew": slider(widgets.FloatSlider, "Zipf skew", RANGES["skew"], value=skew, step=0.05),
             "conservative": checkbox("conservative update", conservative),
         }
         super().__init__("Count-Min sketch: overestimates against the eps N bound", controls)

@@ -90,12 +90,11 @@ class HogwildPanel(LabPanel):
         # the core refuses the rest (the loss), with its message
         hogwild_sgd(sp.eye(2, format="csr"), [0, 1], loss=loss, epochs=epochs, lr=lr, threads=threads,
                     mode="serial", backend="numpy")
-        controls = {name: slider(widgets.IntSlider, name.replace("_", " "), value=value, min=RANGES[name][0],
-                                 max=RANGES[name][1], step=1_000 if name == "rows" else 1)
+        controls = {name: slider(widgets.IntSlider, name.replace("_", " "), RANGES[name], value=value,
+                                 step=1_000 if name == "rows" else 1)
                     for name, value in sized.items()}
         controls["threads"] = slider(widgets.IntSlider, "threads", value=threads, min=1, max=pool)
-        controls["lr"] = slider(widgets.FloatLogSlider, "lr", value=lr, base=10, min=np.log10(RANGES["lr"][0]),
-                                max=np.log10(RANGES["lr"][1]), step=0.1, readout_format=".3g")
+        controls["lr"] = slider(widgets.FloatLogSlider, "lr", RANGES["lr"], value=lr, step=0.1, readout_format=".3g")
         controls["loss"] = toggles("loss", list(LOSSES), loss)
         super().__init__("Hogwild! SGD: lock-free, locked and serial", controls)
 

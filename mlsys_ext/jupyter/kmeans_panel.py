@@ -150,9 +150,9 @@ class KMeansPanel(LabPanel):
         if init not in ("k-means++", "random"):
             raise ValueError(f"init must be k-means++ or random, got {init!r}")
         controls = {
-            "n": slider(widgets.IntSlider, "points", value=n, min=RANGES["n"][0], max=RANGES["n"][1], step=1_000),
-            "dims": slider(widgets.IntSlider, "dims", value=dims, min=RANGES["dims"][0], max=RANGES["dims"][1]),
-            "k": slider(widgets.IntSlider, "k", value=k, min=RANGES["k"][0], max=RANGES["k"][1]),
+            "n": slider(widgets.IntSlider, "points", RANGES["n"], value=n, step=1_000),
+            "dims": slider(widgets.IntSlider, "dims", RANGES["dims"], value=dims),
+            "k": slider(widgets.IntSlider, "k", RANGES["k"], value=k),
             "threads": slider(widgets.IntSlider, "threads", value=threads, min=1, max=max_threads),
             "backend": dropdown("backend", usable, backend),
             "init": toggles("init", ["k-means++", "random"], init),

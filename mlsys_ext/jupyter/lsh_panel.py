@@ -105,12 +105,9 @@ class LSHPanel(LabPanel):
     def __init__(self, num_perm: int = 128, threshold: float = 0.8, fp_weight: float = 0.5):
         check_ranges(RANGES, num_perm=num_perm, threshold=threshold, fp_weight=fp_weight)
         controls = {
-            "num_perm": slider(widgets.IntSlider, "num_perm", value=num_perm, min=RANGES["num_perm"][0],
-                               max=RANGES["num_perm"][1], step=16),
-            "threshold": slider(widgets.FloatSlider, "threshold", value=threshold, min=RANGES["threshold"][0],
-                                max=RANGES["threshold"][1], step=0.05),
-            "fp_weight": slider(widgets.FloatSlider, "FP weight", value=fp_weight, min=RANGES["fp_weight"][0],
-                                max=RANGES["fp_weight"][1], step=0.05),
+            "num_perm": slider(widgets.IntSlider, "num_perm", RANGES["num_perm"], value=num_perm, step=16),
+            "threshold": slider(widgets.FloatSlider, "threshold", RANGES["threshold"], value=threshold, step=0.05),
+            "fp_weight": slider(widgets.FloatSlider, "FP weight", RANGES["fp_weight"], value=fp_weight, step=0.05),
         }
         super().__init__("MinHash LSH: measured candidate probability against the S-curve", controls)
 
@@ -209,8 +206,7 @@ class SimHashPanel(LabPanel):
         SimHashLSH(32, bits=bits, bands=bands)  # the core refuses the rest (bits not divisible by bands)
         self.data = clustered_vectors()
         controls = {
-            "bits": slider(widgets.IntSlider, "bits", value=bits, min=SIMHASH_RANGES["bits"][0],
-                           max=SIMHASH_RANGES["bits"][1], step=8),
+            "bits": slider(widgets.IntSlider, "bits", SIMHASH_RANGES["bits"], value=bits, step=8),
             "bands": dropdown("bands", list(BANDS), bands),
         }
         super().__init__("SimHash LSH: recall@10 and speed against probes", controls)
