@@ -81,8 +81,9 @@ def kmeans(X, k: int, init="k-means++", max_iter: int = 300, tol: float = 1e-4, 
 def kmeans_plusplus(X, k: int, seed=None) -> np.ndarray:
     """The k-means++ starting centroids ``kmeans`` uses for ``init="k-means++"`` and this ``seed``."""
     X = _check_data(X)
+    k = _check_k(k, X)
     centred, _ = _centred(X)
-    chosen = _kmeans_plus_plus(centred, _check_k(k, X), np.random.default_rng(seed))
+    chosen = _kmeans_plus_plus(centred, k, np.random.default_rng(seed))
     return np.asarray(X[chosen], dtype=centred.dtype)  # the rows themselves: kmeans centres init as it centres X
 
 

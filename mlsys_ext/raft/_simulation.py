@@ -153,7 +153,7 @@ class Simulation:
         waiter = self._waiters[i].pop(entry.index, None)
         if waiter is not None:
             expected, reply = waiter
-            reply(("ok", output) if is_command and entry.data == expected else ("wrong leader", None))
+            reply(("ok", output) if entry.data == expected else ("wrong leader", None))  # never an empty entry
 
     def _event(self, node: int | None, kind: str, term: int, detail: str) -> None:
         self._events.append((self.now, node, kind, term, detail))

@@ -8,9 +8,10 @@ import numpy as np
 from . import _bloom_kernels, _bloom_theory, _threads
 from ._format import ByteFormat
 from ._hashing import SEED, hash_keys, key_batch, single_key
-from ._validation import Integer, OneOf, OpenInterval, validate
+from ._validation import COUNT, Integer, OneOf, OpenInterval, validate
 
 KINDS = ("classic", "blocked")
+KIND_CODE = Integer(low=0, high=len(KINDS))  # a kind in a byte header: its index in KINDS
 _UNIT_BITS = {"classic": _bloom_theory.WORD_BITS, "blocked": _bloom_theory.BLOCK_BITS}  # m is a whole number of these
 _SIZERS = {"classic": _bloom_theory.classic_size, "blocked": _bloom_theory.blocked_size}
 # What a key's hash is mapped onto: one of m bits (classic) or one of m/512 blocks.
@@ -20,7 +21,6 @@ _ADD_KERNELS = {"classic": (_bloom_kernels.classic_add, _bloom_kernels.classic_a
                 "blocked": (_bloom_kernels.blocked_add, _bloom_kernels.blocked_add_parallel)}
 _CONTAINS_KERNELS = {"classic": (_bloom_kernels.classic_contains, _bloom_kernels.classic_contains_parallel),
                      "blocked": (_bloom_kernels.blocked_contains, _bloom_kernels.blocked_contains_parallel)}
-_COUNT = Integer(low=0, high=2**63)
 # The shape any filter may have, however it is made (sized, by hand, from bytes).
 # 2**48 bits (32 TiB) is beyond any machine, and far from uint64 overflow in the
 # kernels; k is one kernel loop per key, so an absurd one would stall every query.
@@ -30,13 +30,13 @@ _PARAMETER_CONSTRAINTS = {"capacity": Integer(low=1), "fpr": OpenInterval(0.0, 1
 
 # Serialised form (``_format``): the header fields, then the filter's words (little-endian uint64).
 _FORMAT = ByteFormat(b"MLSXBLOM", 1, "BloomFilter", {
-    "kind": ("B", Integer(low=0, high=len(KINDS))),  # its index in KINDS
+    "kind": ("B", KIND_CODE),
     "num_bits": ("Q", SHAPE_CONSTRAINTS["num_bits"]),
     "num_hashes": ("I", SHAPE_CONSTRAINTS["num_hashes"]),
     "seed": ("Q", SEED),
     "capacity": ("Q", _PARAMETER_CONSTRAINTS["capacity"]),
     "fpr": ("d", _PARAMETER_CONSTRAINTS["fpr"]),
-    "count": ("Q", _COUNT),
+    "count": ("Q", COUNT),
 })
 _KIND_CODES = {kind: code for code, kind in enumerate(KINDS)}
 
@@ -160,9 +160,11 @@ class BloomFilter:
         self._check_combinable(other, "intersection")
         return self._derived(self._words & other._words, min(self._count, other._count))
 
+    def _copy(self) -> BloomFilter:
+        return self._derived(self._words.copy(), self._count)
+
     def __or__(self, other):
-        return self._derived(self._words.copy(), self._count).merge(other) \
-            if isinstance(other, BloomFilter) else NotImplemented
+        return self._copy().merge(other) if isinstance(other, BloomFilter) else NotImplemented
 
     def __and__(self, other):
         return self.intersection(other) if isinstance(other, BloomFilter) else NotImplemented
@@ -249,7 +251,7 @@ class BloomFilter:
         if n is None:
             return np.asarray(self._count, dtype=np.int64)
         if not isinstance(n, (np.ndarray, list, tuple)):
-            return np.asarray(_COUNT.check("n", n), dtype=np.int64)
+            return np.asarray(COUNT.check("n", n), dtype=np.int64)
         counts = np.asarray(n)
         if counts.size and counts.dtype.kind not in "iu":
             raise TypeError(f"n must be ints, got an array of {counts.dtype}")

@@ -6,7 +6,6 @@ bits, which is larger (the function is convex in X): noticeably so for small m.
 """
 from __future__ import annotations
 
-import functools
 import math
 
 import numpy as np
@@ -127,7 +126,6 @@ def _block_power_means(num_hashes: int, most_keys: int) -> np.ndarray:
     return table
 
 
-@functools.lru_cache(maxsize=64)  # the sizing's search asks for each one many times
 def _textbook_block_rates(num_hashes: int, most_keys: int) -> np.ndarray:
     """(1 - (1 - 1/512)^{jk})^k for j = 0 .. most_keys: the per-block rates at the mean fill."""
     throws = num_hashes * np.arange(most_keys + 1)

@@ -7,7 +7,7 @@ from . import _bloom_theory, _counting_kernels
 from ._bloom import SHAPE_CONSTRAINTS, sized_shape
 from ._format import ByteFormat
 from ._hashing import SEED, hash_keys, key_batch, single_key
-from ._validation import Integer, OpenInterval, validate
+from ._validation import COUNT, Integer, OpenInterval, validate
 
 _PARAMETER_CONSTRAINTS = {"capacity": Integer(low=1), "fpr": OpenInterval(0.0, 1.0), "seed": SEED}
 _FORMAT = ByteFormat(b"MLSXCBLM", 1, "CountingBloomFilter", {
@@ -16,7 +16,7 @@ _FORMAT = ByteFormat(b"MLSXCBLM", 1, "CountingBloomFilter", {
     "seed": ("Q", SEED),
     "capacity": ("Q", _PARAMETER_CONSTRAINTS["capacity"]),
     "fpr": ("d", _PARAMETER_CONSTRAINTS["fpr"]),
-    "count": ("Q", Integer(low=0, high=2**63)),
+    "count": ("Q", COUNT),
 })
 
 

@@ -8,15 +8,14 @@ import numpy as np
 from . import _countmin_kernels, _threads
 from ._format import ByteFormat
 from ._hashing import SEED, hash_keys, key_batch, single_key
-from ._validation import Boolean, Integer, OpenInterval, validate
+from ._validation import COUNT, Boolean, Integer, OpenInterval, validate
 
 _ADD_KERNELS = (_countmin_kernels.add, _countmin_kernels.add_parallel)
 _ESTIMATE_KERNELS = (_countmin_kernels.estimate, _countmin_kernels.estimate_parallel)
 _INT64_MAX = 2**63 - 1
 # 2**40 int64 counters are 8 TiB: beyond any machine, and far from overflowing the
 # kernels' uint64 index arithmetic.
-_MAX_COUNTERS = 2**40
-_COUNT = Integer(low=0, high=2**63)
+_MAXCOUNTERS = 2**40
 _PHI = OpenInterval(0.0, 1.0)
 
 _PARAMETER_CONSTRAINTS = {
@@ -34,7 +33,7 @@ _FORMAT = ByteFormat(b"MLSXCMSK", 1, "CountMinSketch", {
     "seed": ("Q", SEED),
     "eps": ("d", _PARAMETER_CONSTRAINTS["eps"]),
     "delta": ("d", _PARAMETER_CONSTRAINTS["delta"]),
-    "total": ("Q", _COUNT),
+    "total": ("Q", COUNT),
 })
 
 
@@ -82,9 +81,9 @@ class CountMinSketch:
         checked = validate(self._parameter_constraints,
                            eps=eps, delta=delta, seed=seed, conservative=conservative)
         width, depth = _width(checked["eps"]), _depth(checked["delta"])
-        if width * depth > _MAX_COUNTERS:
+        if width * depth > _MAXCOUNTERS:
             raise ValueError(f"eps={eps} and delta={delta} need {depth} x {width} counters, more than the "
-                             f"{_MAX_COUNTERS} (2**40) a sketch may have: raise eps or delta")
+                             f"{_MAXCOUNTERS} (2**40) a sketch may have: raise eps or delta")
         self._eps, self._delta, self._seed, self._conservative = eps, delta, seed, conservative
         self._set_state(np.zeros((depth, width), dtype=np.int64), total=0)
 
@@ -118,7 +117,7 @@ class CountMinSketch:
     def add(self, key, count: int = 1) -> None:
         """Add ``count`` (an int >= 0) occurrences of one key."""
         key = single_key(key, "add", "add_many")
-        count = _COUNT.check("count", count)
+        count = COUNT.check("count", count)
         self._add_prepared(hash_keys([key], self._seed), np.array([count], dtype=np.int64), 0, count)
 
     def add_many(self, keys, counts=None) -> None:
@@ -313,7 +312,7 @@ class TopK:
     def add(self, key, count: int = 1) -> None:
         """Add ``count`` occurrences of one key to the sketch, and track it."""
         key = single_key(key, "add", "add_many")
-        self._track([key], self._sketch._add_keys([key], (1,), _COUNT.check("count", count)))
+        self._track([key], self._sketch._add_keys([key], (1,), COUNT.check("count", count)))
 
     def add_many(self, keys, counts=None) -> None:
         """``CountMinSketch.add_many``, then keep the k keys with the largest estimates."""

@@ -1,12 +1,11 @@
 """``ScalableBloomFilter``: a Bloom filter that grows, keeping its total false-positive rate at p."""
 from __future__ import annotations
 
-import copy
 import struct
 
 import numpy as np
 
-from ._bloom import KINDS, BloomFilter
+from ._bloom import KIND_CODE, KINDS, BloomFilter
 from ._format import ByteFormat
 from ._hashing import SEED
 from ._validation import Integer, OneOf, OpenInterval, validate
@@ -20,7 +19,7 @@ _PARAMETER_CONSTRAINTS = {
     "seed": SEED,
 }
 _FORMAT = ByteFormat(b"MLSXSBLM", 1, "ScalableBloomFilter", {
-    "kind": ("B", Integer(low=0, high=len(KINDS))),  # its index in KINDS
+    "kind": ("B", KIND_CODE),
     "growth": ("I", _PARAMETER_CONSTRAINTS["growth"]),
     "tightening": ("d", _PARAMETER_CONSTRAINTS["tightening"]),
     "fpr": ("d", _PARAMETER_CONSTRAINTS["fpr"]),
@@ -128,7 +127,7 @@ class ScalableBloomFilter:
                              "tightening, kind and seed")
         for mine, theirs in zip(self._slices, other._slices):
             mine.merge(theirs)
-        self._slices += [copy.copy(theirs) for theirs in other._slices[len(self._slices):]]
+        self._slices += [theirs._copy() for theirs in other._slices[len(self._slices):]]
         return self
 
     def __or__(self, other):
@@ -139,7 +138,7 @@ class ScalableBloomFilter:
 
     def _copy(self) -> ScalableBloomFilter:
         out = ScalableBloomFilter(*self._parameters())
-        out._slices = [copy.copy(s) for s in self._slices]
+        out._slices = [s._copy() for s in self._slices]
         return out
 
     # -- serialisation -------------------------------------------------

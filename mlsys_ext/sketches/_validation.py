@@ -84,3 +84,6 @@ def _power_of_two(x: int) -> str:
 def validate(constraints: dict, **values) -> dict:
     """Check each named value against its constraint; return the normalised values."""
     return {name: constraints[name].check(name, value) for name, value in values.items()}
+
+
+COUNT = Integer(low=0, high=2**63)  # counts of keys: what a u64 header field holds and int64 sums
