@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 import threading
 import time
 
@@ -95,6 +96,33 @@ def show_png(image: widgets.Image, png: bytes) -> None:
     image.value = png
 
 
+def best_seconds(call, repeats: int = 3, budget: float = 0.02) -> float:
+    """The best wall time of up to ``repeats`` calls of ``call``, as many as ``budget`` seconds
+    allow (at least one). Warm up first: a first call that compiles or faults in pages is
+    no measurement."""
+    best, spent, done = math.inf, 0.0, 0
+    while done == 0 or (done < repeats and spent < budget):
+        start = time.perf_counter()
+        call()
+        seconds = time.perf_counter() - start
+        best, spent, done = min(best, seconds), spent + seconds, done + 1
+    return best
+
+
+def noise_note(contradictions: list[str]) -> str:
+    """HTML naming the measured figures that contradict their theory, with the load that
+    explains them: such a figure is noise from a busy machine, not a result. Empty when none."""
+    if not contradictions:
+        return ""
+    load = os.getloadavg()[0]
+    return (f"<p style='color:#b35900'>noisy, not a result (load average {load:.2f} on {os.cpu_count()} CPUs): "
+            f"{'; '.join(contradictions)}. Move a slider to measure again.</p>")
+
+
+class Superseded(Exception):
+    """A newer control change arrived while measuring: the figures being made are stale."""
+
+
 class LabPanel(widgets.VBox):
     """Base of the labs' panels.
 
@@ -102,7 +130,9 @@ class LabPanel(widgets.VBox):
     it calls the cores and returns a result) and ``draw(result)`` (returns PNG
     bytes and an HTML summary). Every control change measures again on a
     background thread, so the kernel keeps answering widget messages; changes
-    that arrive meanwhile are coalesced into one more run with the latest values.
+    that arrive meanwhile are coalesced into one more run with the latest values,
+    and a long ``measure`` that calls ``checkpoint()`` between its steps gives up
+    its stale run for that one.
     """
 
     def __init__(self, title: str, controls: dict[str, widgets.ValueWidget]):
@@ -142,6 +172,11 @@ class LabPanel(widgets.VBox):
             self._warmed.add(key)
             self.status.value = "measuring ..."
 
+    def checkpoint(self) -> None:
+        """Raise ``Superseded`` when a newer change is waiting, so that it is measured next."""
+        if self._again:
+            raise Superseded
+
     def wait(self, timeout: float = 60.0) -> bool:
         """Block until the latest values have been measured and drawn (for scripts and tests)."""
         return self._idle.wait(timeout)
@@ -165,6 +200,8 @@ class LabPanel(widgets.VBox):
                 show_png(self.plot, png)
                 self.result = result
                 self.status.value = f"measured and drawn in {1000 * (time.perf_counter() - start):.0f} ms"
+            except Superseded:
+                pass  # the newer values are measured below
             except Exception as exc:  # shown in the panel: a callback's error would otherwise vanish
                 self.status.value = f"error: {type(exc).__name__}: {exc}"
             with self._lock:

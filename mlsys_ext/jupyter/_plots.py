@@ -35,6 +35,8 @@ def panel_axes(figure, columns: int, width: float, height: float, **margins):
             ax.tick_params(labelsize=7)
         return figure, figure.axes
     for ax in figure.axes:
+        for container in [*ax.containers]:  # errorbar and bar groups, which legends list by themselves
+            container.remove()
         for artist in [*ax.lines, *ax.collections, *ax.patches, *ax.texts, *ax.images]:
             artist.remove()
         if ax.get_legend() is not None:
@@ -47,3 +49,15 @@ def panel_axes(figure, columns: int, width: float, height: float, **margins):
         ax.relim()
         ax.set_autoscale_on(True)
     return figure, figure.axes
+
+
+def plain_log_scale(ax, which: str = "y") -> None:
+    """Put ``ax``'s ``which`` ("x" or "y") axis on a log scale with plain tick labels
+    ("0.001", "1e-05") and no minor ticks: mathtext powers of ten cost ~50 ms to render,
+    and a log axis' ~100 minor ticks ~40 ms."""
+    from matplotlib.ticker import FuncFormatter, NullLocator
+
+    getattr(ax, f"set_{which}scale")("log")
+    axis = getattr(ax, f"{which}axis")
+    axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    axis.set_minor_locator(NullLocator())

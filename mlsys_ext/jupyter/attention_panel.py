@@ -2,7 +2,6 @@
 (the whole L x L score matrix) and torch's SDPA when torch is installed."""
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import ipywidgets as widgets
@@ -10,14 +9,15 @@ import numba
 import numpy as np
 
 from ..kernels import attention, available_backends, matmul_peak_gflops, resolve_backend
-from ._lab_panel import LabPanel, check_ranges, checkbox, dropdown, slider
-from ._plots import panel_axes, png_of
+from ._lab_panel import LabPanel, best_seconds, check_ranges, checkbox, dropdown, noise_note, slider
+from ._plots import panel_axes, plain_log_scale, png_of
 
 HEAD_DIMS = (16, 32, 64, 128)  # the head-dim dropdown; a head dim given up to the largest joins it
 # what the sliders and dropdown show, and what %attention accepts
 RANGES = {"seq_len": (16, 4096), "heads": (1, 16), "head_dim": (1, max(HEAD_DIMS))}
 
-REPEATS = 3  # best of: a slider move must answer within ~200 ms
+REPEATS = 3  # best of, within BUDGET seconds per figure: a slider move must answer within ~200 ms
+BUDGET = 0.03
 SWEEP_FRACTIONS = (0.25, 0.5, 1.0)  # the lengths of the timing sweep, as parts of L
 MEMORY_CURVE_TO = 4096  # the memory curves reach here, where the tiles' cap shows
 SCORE_TILE = 512  # the numba kernel's query and key tile: the scores one thread holds
@@ -75,19 +75,11 @@ def _torch_sdpa(threads: int):
     return call
 
 
-def _best_seconds(call, repeats: int = REPEATS) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
 def measure_attention(seq_len: int, heads: int, head_dim: int, backend: str, causal: bool,
-                      threads: int) -> AttentionMeasurement:
+                      threads: int, checkpoint=lambda: None) -> AttentionMeasurement:
     """Best-of-3 seconds per call (B=1, float32) of ``attention`` on ``backend``, naive numpy
-    and torch's SDPA, at seq_len and along a sweep of shorter lengths."""
+    and torch's SDPA, at seq_len and along a sweep of shorter lengths. ``checkpoint`` is
+    called between implementations (a panel's, to give up a stale run)."""
     rng = np.random.default_rng(0)
     implementations = {backend: lambda q, k, v: attention(q, k, v, causal=causal, backend=backend, threads=threads),
                        "naive numpy": lambda q, k, v: naive_attention(q, k, v, causal)}
@@ -98,10 +90,28 @@ def measure_attention(seq_len: int, heads: int, head_dim: int, backend: str, cau
     inputs = [rng.standard_normal((3, 1, heads, length, head_dim), dtype=np.float32) for length in lengths]
     # one implementation at a time: BLAS and OpenMP workers spin for a while after a call,
     # and would slow whichever implementation ran next
-    sweep = {name: [_best_seconds(lambda: call(*qkv)) for qkv in inputs] for name, call in implementations.items()}
-    return AttentionMeasurement(seq_len, heads, head_dim, backend, causal, threads,
-                                {name: times[-1] for name, times in sweep.items()}, lengths,
-                                {name: np.array(times) for name, times in sweep.items()}, matmul_peak_gflops())
+    sweep = {}
+    for name, call in implementations.items():
+        checkpoint()
+        sweep[name] = [best_seconds(lambda: call(*qkv), REPEATS, BUDGET) for qkv in inputs]
+    m = AttentionMeasurement(seq_len, heads, head_dim, backend, causal, threads,
+                             {name: times[-1] for name, times in sweep.items()}, lengths,
+                             {name: np.array(times) for name, times in sweep.items()}, matmul_peak_gflops())
+    if m.flops() / min(m.seconds.values()) / 1e9 > m.peak_gflops:
+        m.peak_gflops = matmul_peak_gflops(again=True)  # the peak may have been measured on a busy machine
+    return m
+
+
+def contradictions(m: AttentionMeasurement) -> list[str]:
+    """Figures the theory rules out: a rate above the matmul peak (attention is two matmuls
+    and a softmax, so it cannot beat them), or a call that got faster at a longer L (the work
+    grows as L^2)."""
+    found = [f"{name} at {100 * m.flops() / seconds / 1e9 / m.peak_gflops:.0f}% of the matmul peak"
+             for name, seconds in m.seconds.items() if m.flops() / seconds / 1e9 > m.peak_gflops]
+    for name, seconds in m.sweep_seconds.items():
+        faster = np.flatnonzero(seconds[1:] < seconds[:-1])
+        found += [f"{name} faster at L={m.lengths[i + 1]} than at L={m.lengths[i]}" for i in faster]
+    return found
 
 
 def score_bytes(m: AttentionMeasurement, lengths: np.ndarray) -> dict[str, np.ndarray]:
@@ -115,35 +125,35 @@ def score_bytes(m: AttentionMeasurement, lengths: np.ndarray) -> dict[str, np.nd
 
 def draw_attention(m: AttentionMeasurement, figure=None) -> tuple[bytes, str, object]:
     """PNG, summary and the figure, which the next drawing can reuse (see ``panel_axes``)."""
-    from matplotlib.ticker import FuncFormatter, NullLocator
-
     fig, (bars, times, memory) = panel_axes(figure, 3, 9.0, 2.6, left=0.07, right=0.99, bottom=0.2, top=0.9,
                                             wspace=0.45)
     names = list(m.seconds)
     colors = ["#1f77b4", "#d62728", "#2ca02c"][:len(names)]
     milliseconds = [1000 * m.seconds[name] for name in names]
-    bars.bar(range(len(names)), milliseconds, color=colors)
+    above_peak = [m.flops() / m.seconds[name] / 1e9 > m.peak_gflops for name in names]
+    bars.bar(range(len(names)), milliseconds, color=["#bbbbbb" if noisy else c for noisy, c in zip(above_peak, colors)],
+             hatch=["//" if noisy else "" for noisy in above_peak])
     bars.set_xticks(range(len(names)), [name.replace(" ", "\n", 1) for name in names], fontsize=7)
     bars.set_ylabel("ms per call")
     bars.set_ylim(0, 1.15 * max(milliseconds))  # room above the tallest bar for its label, under the title
-    for x, (name, ms) in enumerate(zip(names, milliseconds)):
-        bars.annotate(f"{m.flops() / m.seconds[name] / 1e9:.0f} GFLOP/s", (x, ms), ha="center", va="bottom",
-                      fontsize=7)
+    for x, (name, ms, noisy) in enumerate(zip(names, milliseconds, above_peak)):
+        bars.annotate("noisy" if noisy else f"{m.flops() / m.seconds[name] / 1e9:.0f} GFLOP/s", (x, ms),
+                      ha="center", va="bottom", fontsize=7)
     bars.set_title(f"L={m.seq_len}, H={m.heads}, D={m.head_dim}{', causal' if m.causal else ''}", fontsize=8)
     for name, color in zip(names, colors):
-        times.plot(m.lengths, 1000 * m.sweep_seconds[name], "o-", ms=3, color=color, label=name)
-    times.set_xlabel("L")
+        millis = 1000 * m.sweep_seconds[name]
+        times.plot(m.lengths, millis, "o-", ms=3, color=color, label=name)
+        faster = np.flatnonzero(millis[1:] < millis[:-1]) + 1  # noise: hollow, so no one reads it as a result
+        times.plot(m.lengths[faster], millis[faster], "o", ms=6, mfc="white", color=color)
+    times.set_xlabel("sequence length L")
     times.set_ylabel("ms per call")
     times.legend(fontsize=6, frameon=False)
     curve = np.linspace(16, max(MEMORY_CURVE_TO, m.seq_len), 64)  # computed, so it can run past the sweep
     for (name, sizes), style in zip(score_bytes(m, curve).items(), ("-", "--")):
         memory.plot(curve, sizes / 2**20, style, label=name)
     memory.axvline(m.seq_len, color="gray", lw=0.8, ls=":")
-    memory.set_yscale("log")
-    # plain tick labels: mathtext powers of ten cost ~50 ms to render
-    memory.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}"))
-    memory.yaxis.set_minor_locator(NullLocator())  # minor ticks of a log axis: ~100 artists, ~40 ms
-    memory.set_xlabel("L")
+    plain_log_scale(memory)
+    memory.set_xlabel("sequence length L")
     memory.set_ylabel("MiB of scores")
     memory.set_title("computed from sizes, not measured", fontsize=7)
     memory.legend(fontsize=6, frameon=False)
@@ -153,7 +163,8 @@ def draw_attention(m: AttentionMeasurement, figure=None) -> tuple[bytes, str, ob
         f"<td>&nbsp; {100 * m.flops() / seconds / 1e9 / m.peak_gflops:.0f}% of matmul peak</td></tr>"
         for name, seconds in m.seconds.items())
     summary = (f"<table>{rows}</table>FLOPs = 4 B H L<sup>2</sup> D{' / 2 (causal)' if m.causal else ''} "
-               f"= {m.flops() / 1e9:.2f} GFLOP; matmul peak {m.peak_gflops:.0f} GFLOP/s")
+               f"= {m.flops() / 1e9:.2f} GFLOP; matmul peak {m.peak_gflops:.0f} GFLOP/s"
+               + noise_note(contradictions(m)))
     return png_of(fig), summary, fig
 
 
@@ -183,7 +194,7 @@ class AttentionPanel(LabPanel):
     def measure(self, seq_len, heads, head_dim, backend, causal, threads):
         tiny = np.zeros((1, 1, 1, head_dim), dtype=np.float32)
         self.warm_up(backend, lambda: attention(tiny, tiny, tiny, backend=backend))
-        return measure_attention(seq_len, heads, head_dim, backend, causal, threads)
+        return measure_attention(seq_len, heads, head_dim, backend, causal, threads, self.checkpoint)
 
     def draw(self, result):
         png, summary, self.figure = draw_attention(result, self.figure)

@@ -2,15 +2,14 @@
 rate beside the textbook formula and the exact expectation."""
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import ipywidgets as widgets
 import numpy as np
 
 from ..sketches import BloomFilter
-from ._lab_panel import LabPanel, check_ranges, checkbox, slider, toggles
-from ._plots import new_figure, png_of
+from ._lab_panel import LabPanel, best_seconds, check_ranges, checkbox, slider, toggles
+from ._plots import panel_axes, plain_log_scale, png_of
 
 RANGES = {"n": (100, 1_000_000), "p": (1e-4, 10**-0.5)}  # what the sliders show, and what %bloom accepts
 FILL_POINTS = 15
@@ -32,31 +31,31 @@ class BloomMeasurement:
 
 def measure_bloom(bf: BloomFilter, queries: int = QUERIES) -> BloomMeasurement:
     """Fill the empty filter ``bf`` up to 1.5 times its capacity, measuring its
-    false-positive rate on ``queries`` absent keys at each fill point."""
+    false-positive rate on ``queries`` absent keys at each fill point; then time adding
+    every key to an empty filter of its shape, and querying the absent keys in the full one
+    (each the best of a few runs: warm the kernels up first)."""
     n = bf.capacity
     added = np.unique(np.linspace(0, MAX_FILL * n, FILL_POINTS + 1)[1:].astype(np.int64))
     absent = np.arange(_ABSENT_BASE, _ABSENT_BASE + queries, dtype=np.uint64)
+    keys = np.arange(added[-1], dtype=np.uint64)
     measured = np.empty(len(added))
-    add_seconds = query_seconds = 0.0
     done = 0
     for i, upto in enumerate(added):
-        chunk = np.arange(done, upto, dtype=np.uint64)
-        start = time.perf_counter()
-        bf.add_many(chunk)
-        add_seconds += time.perf_counter() - start
+        bf.add_many(keys[done:upto])
         done = upto
-        start = time.perf_counter()
         measured[i] = bf.contains_many(absent).mean()
-        query_seconds += time.perf_counter() - start
+    add_seconds = best_seconds(
+        lambda: BloomFilter.with_shape(bf.num_bits, bf.num_hashes, n, bf.kind).add_many(keys), repeats=3, budget=0.02)
+    query_seconds = best_seconds(lambda: bf.contains_many(absent), repeats=3, budget=0.01)
     return BloomMeasurement(bf, added, measured, bf.fpr_classic(added), bf.fpr_exact(added),
-                            added[-1] / add_seconds, len(added) * queries / query_seconds)
+                            len(keys) / add_seconds, queries / query_seconds)
 
 
-def draw_bloom(m: BloomMeasurement, queries: int = QUERIES) -> tuple[bytes, str]:
+def draw_bloom(m: BloomMeasurement, figure=None, queries: int = QUERIES) -> tuple[bytes, str, object]:
+    """PNG, summary and the figure, which the next drawing can reuse (see ``panel_axes``)."""
     bf = m.filter
     fill = m.added / bf.capacity
-    fig = new_figure()
-    ax = fig.add_subplot()
+    fig, (ax,) = panel_axes(figure, 1, 6.0, 2.6, left=0.12, right=0.98, bottom=0.2, top=0.95)
     # 95% binomial interval of each measurement, floored so the log axis shows zero counts
     spread = 1.96 * np.sqrt(np.maximum(m.exact * (1 - m.exact), 1e-12) / queries)
     seen = m.measured > 0
@@ -69,7 +68,7 @@ def draw_bloom(m: BloomMeasurement, queries: int = QUERIES) -> tuple[bytes, str]
     ax.plot(fill, m.classic, "--", color="#d62728", label="classic: (1 - e^{-kn/m})^k")
     ax.axhline(bf.fpr, color="gray", lw=0.8, ls=":", label=f"target p = {bf.fpr:g}")
     ax.axvline(1.0, color="gray", lw=0.8)
-    ax.set_yscale("log")
+    plain_log_scale(ax)
     ax.set_xlabel("keys added / capacity")
     ax.set_ylabel("false-positive rate")
     ax.legend(fontsize=7, frameon=False, loc="lower right")
@@ -80,10 +79,11 @@ def draw_bloom(m: BloomMeasurement, queries: int = QUERIES) -> tuple[bytes, str]
         f"<td>&nbsp; {bf.bits_per_key:.2f} bits/key, {bf.memory_bytes / 1024:,.1f} KiB</td></tr>"
         f"<tr><td>at capacity: measured {m.measured[at_capacity]:.4g}, exact {m.exact[at_capacity]:.4g}, "
         f"classic {m.classic[at_capacity]:.4g}</td><td>&nbsp; exact is {100 * gap:+.1f}% over classic</td></tr>"
-        f"<tr><td>add {m.add_rate / 1e6:.1f} M keys/s</td><td>&nbsp; query {m.query_rate / 1e6:.1f} M keys/s"
+        f"<tr><td>add {m.add_rate / 1e6:.1f} M keys/s</td>"
+        f"<td>&nbsp; query {m.query_rate / 1e6:.1f} M absent keys/s (full)"
         f"</td></tr></table>"
     )
-    return png_of(fig), summary
+    return png_of(fig), summary, fig
 
 
 class BloomPanel(LabPanel):
@@ -107,10 +107,12 @@ class BloomPanel(LabPanel):
         super().__init__("Bloom filter: measured false-positive rate against theory", controls)
 
     def measure(self, n, p, kind, by_hand, m, k):
+        self.warm_up(kind, lambda: measure_bloom(BloomFilter(100, 0.01, kind), queries=10))
         n = max(int(round(n)), 1)
         if by_hand:
             return measure_bloom(BloomFilter.with_shape(int(round(m)), k, n, kind))
         return measure_bloom(BloomFilter(n, p, kind))
 
     def draw(self, result):
-        return draw_bloom(result)
+        png, summary, self.figure = draw_bloom(result, self.figure)
+        return png, summary

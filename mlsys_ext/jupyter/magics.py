@@ -5,6 +5,7 @@ prints as one line (here: the problem, then the usage) without a traceback.
 """
 from __future__ import annotations
 
+import inspect
 import re
 
 from IPython.core.error import UsageError
@@ -21,6 +22,11 @@ from ._lab_panel import span
 
 WORKER_LIMIT = "1 to 4 per CPU, or $MLSYS_MAX_WORKERS"  # what check_workers allows
 THREADS_HELP = "numba threads (1 to numba's pool; default: all)"
+
+
+def default_of(panel: type, name: str):
+    """A panel's default for ``name``: a magic's flag defaults to it, so the two cannot differ."""
+    return inspect.signature(panel).parameters[name].default
 COMMANDS = ("start", "status", "stop", "kill", "restart", "pause", "resume",
             "partition", "heal", "net", "trace", "run")
 CLUSTER_USAGE = (
@@ -162,15 +168,18 @@ class MlsysMagics(Magics):
                          lambda a: kmeans_panel.KMeansPanel(a.n, a.dims, a.k, a.threads, a.backend, a.init))
 
     @magic_arguments()
-    @argument("--rows", type=int, default=10_000, help=f"training rows ({span(*hogwild_panel.RANGES['rows'])})")
-    @argument("--features-log2", type=int, default=18,
+    @argument("--rows", type=int, default=default_of(hogwild_panel.HogwildPanel, "rows"),
+              help=f"training rows ({span(*hogwild_panel.RANGES['rows'])})")
+    @argument("--features-log2", type=int, default=default_of(hogwild_panel.HogwildPanel, "features_log2"),
               help=f"log2 of the feature count ({span(*hogwild_panel.RANGES['features_log2'])})")
-    @argument("--nnz", type=int, default=20,
+    @argument("--nnz", type=int, default=default_of(hogwild_panel.HogwildPanel, "nnz_per_row"),
               help=f"nonzeros per row ({span(*hogwild_panel.RANGES['nnz_per_row'])})")
     @argument("--threads", type=int, default=None, help=THREADS_HELP)
-    @argument("--epochs", type=int, default=5, help=f"passes over the data ({span(*hogwild_panel.RANGES['epochs'])})")
-    @argument("--lr", type=float, default=0.1, help=f"learning rate, constant ({span(*hogwild_panel.RANGES['lr'])})")
-    @argument("--loss", default="log", help="log or hinge")
+    @argument("--epochs", type=int, default=default_of(hogwild_panel.HogwildPanel, "epochs"),
+              help=f"passes over the data ({span(*hogwild_panel.RANGES['epochs'])})")
+    @argument("--lr", type=float, default=default_of(hogwild_panel.HogwildPanel, "lr"),
+              help=f"learning rate, constant ({span(*hogwild_panel.RANGES['lr'])})")
+    @argument("--loss", default=default_of(hogwild_panel.HogwildPanel, "loss"), help="log or hinge")
     @line_magic
     def hogwild(self, line: str = ""):
         """Open the Hogwild panel: loss against time for lock-free, locked and serial SGD, and speedup."""
