@@ -185,29 +185,30 @@ def simhash_contradictions(m: SimHashMeasurement) -> list[str]:
 
 def draw_simhash(m: SimHashMeasurement, figure=None) -> tuple[bytes, str, object]:
     """PNG, summary and the figure, which the next drawing can reuse (see ``panel_axes``)."""
-    # right margin: room for the twin axis' ticks and label
-    fig, (ax, *twins) = panel_axes(figure, 1, 6.0, 2.6, left=0.12, right=0.87, bottom=0.2, top=0.95)
+    # margins: the twin axis' ticks and label on the right, the legend on top, clear of both curves
+    fig, (ax, *twins) = panel_axes(figure, 1, 6.0, 2.6, left=0.12, right=0.87, bottom=0.2, top=0.86)
     if not twins:  # a new figure: the queries/s axis, kept with it
         twins.append(ax.twinx())
         twins[0].tick_params(labelsize=7)
     twin = twins[0]
-    ax.plot(m.probes, m.recall, "o-", color="#1f77b4", label=f"measured recall@{K}")
-    ax.axhline(m.candidate_bound, color="#2ca02c", ls="--",
-               label="theory, no probes: mean P(true neighbour shares a bucket)")
+    ax.plot(m.probes, m.recall, "o-", color="#1f77b4", label=f"recall@{K}, measured")
+    ax.axhline(m.candidate_bound, color="#2ca02c", ls="--", label="theory without probes")
     ax.set_ylim(0, 1.05)
     ax.set_xticks(m.probes)
     ax.set_xlabel("extra buckets probed per band")
     ax.set_ylabel(f"recall@{K}")
-    rate_line, = twin.plot(m.probes, m.qps, "s:", color="#ff7f0e", label="queries/s")
+    rate_line, = twin.plot(m.probes, m.qps, "s:", color="#ff7f0e", label="queries/s, measured")
     rising = np.flatnonzero(m.qps[1:] > 1.1 * m.qps[:-1]) + 1  # noise: hollow, so no one reads it as a result
     twin.plot(np.asarray(m.probes)[rising], m.qps[rising], "s", ms=8, mfc="white", color="#ff7f0e")
     twin.set_ylabel("queries / s")
-    # one legend, under the recall curve near 1 and left of the queries/s curve falling to the right
-    ax.legend(handles=[*ax.get_lines(), rate_line], fontsize=7, frameon=False, loc="lower left")
+    ax.legend(handles=[*ax.get_lines(), rate_line], fontsize=7, frameon=False, loc="lower center",
+              bbox_to_anchor=(0.5, 1.0), ncol=3)
     summary = (f"<table><tr><td>{m.index.bits} bits in {m.index.bands} bands of "
                f"{m.index.bits // m.index.bands}</td><td>&nbsp; {len(m.index):,} vectors</td></tr>"
                f"<tr><td>recall@{K}: {m.recall[0]:.3f} without probes, {m.recall[-1]:.3f} with "
-               f"{m.probes[-1]}</td><td>&nbsp; {m.qps[0]:,.0f} to {m.qps[-1]:,.0f} queries/s</td></tr></table>"
+               f"{m.probes[-1]}</td><td>&nbsp; {m.qps[0]:,.0f} to {m.qps[-1]:,.0f} queries/s</td></tr>"
+               f"<tr><td colspan=2>theory without probes: the mean P(a true neighbour shares a bucket), "
+               f"{m.candidate_bound:.3f}</td></tr></table>"
                + noise_note(simhash_contradictions(m)))
     return png_of(fig), summary, fig
 

@@ -139,3 +139,9 @@ def test_a_newer_slider_move_supersedes_a_run_in_progress_which_is_never_drawn()
     assert panel.wait(10)
     assert panel.drawn == [7] and panel.result == 7 and panel.summary.value == "x = 7"
     assert "measured and drawn" in panel.status.value
+
+
+def test_kmeans_says_why_scikit_learn_has_no_bar():
+    m = kmeans_panel.measure_kmeans(1_000, 2, 1, "numpy", threads=1)  # one cluster: converged at once
+    assert "scikit-learn" not in m.seconds_per_iteration and "fixed costs" in m.untimed
+    assert f"no scikit-learn bar: {m.untimed}" in kmeans_panel.draw_kmeans(m)[1]
