@@ -77,6 +77,11 @@ def _cpuinfo() -> tuple[str, list[str]]:
     return model, [name for name in CPU_FEATURES if name in flags]
 
 
+def cpu_model() -> str:
+    """The CPU's model name, as /proc/cpuinfo gives it."""
+    return _cpuinfo()[0]
+
+
 def _numba_cpu() -> str:
     import llvmlite.binding as llvm
     import numba

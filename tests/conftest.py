@@ -21,6 +21,17 @@ def pid_alive(pid: int) -> bool:
     return process_state(pid) not in (None, "Z")
 
 
+SPLIT_FROM = 1 << 12  # keys from which a batch runs split over threads, in tests that force it
+
+
+@pytest.fixture
+def split_from(monkeypatch):
+    """Batches of SPLIT_FROM keys or more run split over numba's threads and smaller ones
+    serially, whatever threshold this machine measured: so tests cover both paths."""
+    monkeypatch.setenv("MLSYS_PARALLEL_MIN_KEYS", str(SPLIT_FROM))
+    return SPLIT_FROM
+
+
 @pytest.fixture
 def cluster():
     from mlsys_ext.cluster import Cluster

@@ -5,7 +5,8 @@ import math
 
 import numpy as np
 
-from . import _bloom_kernels, _bloom_theory, _threads
+from .. import _threads
+from . import _bloom_kernels, _bloom_theory
 from ._format import ByteFormat
 from ._hashing import SEED, hash_keys, key_batch, single_key
 from ._validation import COUNT, Integer, OneOf, OpenInterval, validate

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _hash_kernels, _threads
+from .. import _threads
+from . import _hash_kernels
 from ._validation import Integer
 
 SEED = Integer(low=0, high=2**64)

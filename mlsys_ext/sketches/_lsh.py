@@ -9,7 +9,8 @@ import warnings
 
 import numpy as np
 
-from . import _lsh_kernels, _threads
+from .. import _threads
+from . import _lsh_kernels
 from ._hashing import SEED, hash_keys
 from ._minhash import splitmix64
 from ._validation import Integer, OpenInterval, validate

@@ -6,7 +6,8 @@ from itertools import chain
 
 import numpy as np
 
-from . import _hash_kernels, _minhash_kernels, _threads
+from .. import _threads
+from . import _hash_kernels, _minhash_kernels
 from ._hashing import SEED, hash_keys
 from ._validation import Integer, validate
 

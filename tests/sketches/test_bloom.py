@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from mlsys_ext.sketches import BloomFilter, _bloom_theory
-from mlsys_ext.sketches._threads import PARALLEL_MIN_KEYS
 
 KINDS = ["classic", "blocked"]
 INT_DTYPES = [np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64]
@@ -62,9 +61,9 @@ def test_equal_keys_of_other_types_are_found(kind):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_parallel_batches_set_exactly_the_bits_of_serial_adds(kind):
+def test_parallel_batches_set_exactly_the_bits_of_serial_adds(kind, split_from):
     """Batches large enough to be split over threads lose no bit to a race."""
-    keys = random_keys(np.random.default_rng(3), 8 * PARALLEL_MIN_KEYS)
+    keys = random_keys(np.random.default_rng(3), 8 * split_from)
     one_batch = BloomFilter(len(keys), 0.01, kind=kind)
     one_batch.add_many(keys)
     small_batches = BloomFilter(len(keys), 0.01, kind=kind)

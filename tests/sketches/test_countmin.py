@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from mlsys_ext.sketches import CountMinSketch, TopK
-from mlsys_ext.sketches._threads import PARALLEL_MIN_KEYS
 
 MODES = [False, True]  # conservative
 
@@ -228,11 +227,11 @@ def test_pinned_columns_do_not_change():
 # -- parallel batches ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("conservative", MODES)
-def test_one_large_batch_equals_many_small_ones(conservative):
+def test_one_large_batch_equals_many_small_ones(conservative, split_from):
     """Batches large enough to be split over threads lose no count to a race, and a stream
     gives the same sketch however it is cut into batches."""
     rng = np.random.default_rng(8)
-    keys = zipf_stream(8, 8 * PARALLEL_MIN_KEYS)
+    keys = zipf_stream(8, 8 * split_from)
     counts = rng.integers(0, 50, len(keys))
     one_batch = CountMinSketch(0.001, 0.001, conservative=conservative)
     one_batch.add_many(keys, counts)

@@ -12,7 +12,6 @@ import pytest
 
 from mlsys_ext.sketches import MinHash, MinHashLSH, SimHashLSH, _lsh_kernels
 from mlsys_ext.sketches._lsh import error_areas, optimal_params, s_curve
-from mlsys_ext.sketches._threads import PARALLEL_MIN_KEYS
 
 
 def signature_pairs(rng, similarity, n_pairs, num_perm):
@@ -180,10 +179,10 @@ def test_insert_query_remove_and_contains():
     assert lsh.query_many(sigs)[0] == ["a"]
 
 
-def test_parallel_band_hashing_equals_serial():
+def test_parallel_band_hashing_equals_serial(split_from):
     """A batch large enough to be split over threads gives the index of single inserts."""
     rng = np.random.default_rng(8)
-    sigs = rng.integers(0, 2**61, (2 * PARALLEL_MIN_KEYS // 117, 128), dtype=np.uint64)
+    sigs = rng.integers(0, 2**61, (2 * split_from // 117, 128), dtype=np.uint64)
     batched, single = MinHashLSH(0.8, 128), MinHashLSH(0.8, 128)
     batched.insert_many(list(range(len(sigs))), sigs)
     for key, sig in enumerate(sigs):

@@ -13,7 +13,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mlsys_ext.sketches import MinHash, _minhash_kernels, hash64
-from mlsys_ext.sketches._threads import PARALLEL_MIN_KEYS
 
 P61 = 2**61 - 1
 
@@ -83,14 +82,14 @@ def test_non_ascii_and_surrogate_strings_hash_as_their_utf8_bytes():
     assert np.array_equal(sig, mh.signature([t.encode("utf-8", "surrogatepass") for t in tokens]))
 
 
-def test_parallel_batches_equal_serial_ones():
+def test_parallel_batches_equal_serial_ones(split_from):
     """A batch large enough to be split over threads (by tokens, over uneven sets)."""
     rng = np.random.default_rng(5)
     sizes = rng.integers(0, 300, 400)
     sizes[:50] = 0
     sets = [rng.integers(0, 2**63, n) for n in sizes]
     mh = MinHash(64)
-    assert sum(sizes) * 64 // 8 >= PARALLEL_MIN_KEYS
+    assert sum(sizes) * 64 // 8 >= split_from
     together = mh.signatures(sets)
     assert np.array_equal(together, np.vstack([mh.signatures(sets[i:i + 1]) for i in range(len(sets))]))
     assert (together[sizes == 0] == MinHash.EMPTY).all()
