@@ -1,0 +1,36 @@
+"""Distributed systems: sharding, so far (MapReduce and collectives will join).
+
+    import numpy as np
+    from mlsys_ext.distributed import ConsistentHashRing, keys_moved, load_balance, ring_load_cv
+
+    ring = ConsistentHashRing(10, vnodes=100, seed=0)
+    keys = np.random.default_rng(0).integers(0, 2**63, 1_000_000)
+    ring.place(keys)                      # int64 shard id of each key
+    load_balance(ring, keys).std_over_mean, ring_load_cv(10, 100, len(keys))
+    keys_moved(ring, keys, "add")         # .moved near .ideal = 1/11 (within ~1/sqrt(v)), .not_monotone 0
+    ring.add(10); ring.remove(3)
+
+Schemes share one interface (``place``, ``add``, ``remove``, ``shards``,
+``memory_bytes``, ``copy``): ``RangeSharding``, ``ModuloSharding``,
+``ConsistentHashRing``, ``JumpHash``, ``RendezvousHashing``, ``MaglevHashing`` and
+``BoundedLoadConsistentHashing``. Measurements follow the SUPSI consistent-hashing
+benchmark suite: ``load_balance``, ``keys_moved``, ``monotonicity``; theory lines:
+``ideal_moved_fraction``, ``ring_load_cv``, ``uniform_load_cv``. Hot keys:
+``zipf_keys``, ``hottest``, ``salt_keys``/``salt_variants``, ``ShardedCounter`` and
+``power_of_two_choices``.
+
+Pure core: numpy and numba only, no IPython, widget or plotting imports.
+"""
+from ._sharding import (
+    BoundedLoadConsistentHashing, ConsistentHashRing, JumpHash, KeysMoved, LoadBalance,
+    MaglevHashing, ModuloSharding, Monotonicity, RangeSharding, RendezvousHashing, ShardedCounter,
+    ShardingScheme, hottest, ideal_moved_fraction, keys_moved, load_balance, monotonicity,
+    power_of_two_choices, ring_load_cv, salt_keys, salt_variants, uniform_load_cv, zipf_keys,
+)
+
+__all__ = ["BoundedLoadConsistentHashing", "ConsistentHashRing", "JumpHash", "KeysMoved",
+           "LoadBalance", "MaglevHashing", "ModuloSharding", "Monotonicity", "RangeSharding",
+           "RendezvousHashing", "ShardedCounter", "ShardingScheme", "hottest",
+           "ideal_moved_fraction", "keys_moved", "load_balance", "monotonicity",
+           "power_of_two_choices", "ring_load_cv", "salt_keys", "salt_variants", "uniform_load_cv",
+           "zipf_keys"]
