@@ -1,4 +1,11 @@
-"""Distributed systems: sharding, so far (MapReduce and collectives will join).
+"""Distributed systems: MapReduce on the actor cluster and sharding (collectives will join).
+
+    from mlsys_ext.cluster import Cluster
+    from mlsys_ext.distributed import mapreduce, word_count_map, word_count_reduce
+
+    with Cluster(2) as cluster:
+        res = mapreduce(cluster, ["the cat", "the dog"], word_count_map, word_count_reduce, n_reduce=2)
+        res.output   # {'cat': 1, 'dog': 1, 'the': 2}; res.tasks: one row per attempt
 
     import numpy as np
     from mlsys_ext.distributed import ConsistentHashRing, keys_moved, load_balance, ring_load_cv
@@ -21,6 +28,10 @@ benchmark suite: ``load_balance``, ``keys_moved``, ``monotonicity``; theory line
 
 Pure core: numpy and numba only, no IPython, widget or plotting imports.
 """
+from ._jobs import (
+    inverted_index, inverted_index_map, inverted_index_reduce, word_count, word_count_map, word_count_reduce,
+)
+from ._mapreduce import MapReduceError, MapReduceResult, mapreduce, partitions
 from ._sharding import (
     BoundedLoadConsistentHashing, ConsistentHashRing, JumpHash, KeysMoved, LoadBalance,
     MaglevHashing, ModuloSharding, Monotonicity, RangeSharding, RendezvousHashing, ShardedCounter,
@@ -29,8 +40,9 @@ from ._sharding import (
 )
 
 __all__ = ["BoundedLoadConsistentHashing", "ConsistentHashRing", "JumpHash", "KeysMoved",
-           "LoadBalance", "MaglevHashing", "ModuloSharding", "Monotonicity", "RangeSharding",
-           "RendezvousHashing", "ShardedCounter", "ShardingScheme", "hottest",
-           "ideal_moved_fraction", "keys_moved", "load_balance", "monotonicity",
-           "power_of_two_choices", "ring_load_cv", "salt_keys", "salt_variants", "uniform_load_cv",
-           "zipf_keys"]
+           "LoadBalance", "MaglevHashing", "MapReduceError", "MapReduceResult", "ModuloSharding",
+           "Monotonicity", "RangeSharding", "RendezvousHashing", "ShardedCounter", "ShardingScheme",
+           "hottest", "ideal_moved_fraction", "inverted_index", "inverted_index_map",
+           "inverted_index_reduce", "keys_moved", "load_balance", "mapreduce", "monotonicity",
+           "partitions", "power_of_two_choices", "ring_load_cv", "salt_keys", "salt_variants",
+           "uniform_load_cv", "word_count", "word_count_map", "word_count_reduce", "zipf_keys"]
