@@ -173,10 +173,11 @@ def _worker_actors(cluster: Cluster) -> tuple[Path, dict]:
 
 
 def _sources(inputs) -> list[tuple[str, str | None]]:
-    """(name, text) per map task: a ``pathlib.Path`` is a file its map task's worker reads
-    (text None), a string is the text itself (so a mistyped path is never read as text)."""
-    if isinstance(inputs, (str, Path)):
-        raise TypeError("inputs must be a list of texts (str) or files (pathlib.Path), got one "
+    """(name, data) per map task: a ``pathlib.Path`` is a file its map task's worker reads
+    (data None), a string or numpy array is the data itself (so a mistyped path is never
+    read as text)."""
+    if isinstance(inputs, (str, Path, np.ndarray)):
+        raise TypeError("inputs must be a list of texts (str), arrays or files (pathlib.Path), got one "
                         f"{type(inputs).__name__}: wrap it in a list")
     sources = []
     for i, item in enumerate(inputs):
@@ -184,10 +185,11 @@ def _sources(inputs) -> list[tuple[str, str | None]]:
             if not item.is_file():
                 raise FileNotFoundError(f"input {i}: no file {str(item)!r}")
             sources.append((str(item), None))
-        elif isinstance(item, str):
+        elif isinstance(item, (str, np.ndarray)):
             sources.append((f"input-{i}", item))
         else:
-            raise TypeError(f"input {i} must be a text (str) or a file (pathlib.Path), got {type(item).__name__}")
+            raise TypeError(f"input {i} must be a text (str), an array or a file (pathlib.Path), "
+                            f"got {type(item).__name__}")
     return sources
 
 
@@ -208,8 +210,9 @@ class _Attempt:
 def mapreduce(cluster: Cluster, inputs, map_fn, reduce_fn, combine_fn=None, n_reduce: int = 10,
               backup_tasks: bool = True, task_timeout: float = 1.0, workdir=None,
               progress: bool = True) -> MapReduceResult:
-    """Run a MapReduce job on ``cluster``'s workers, one map task per input: a text (str),
-    named ``input-<i>``, or a file (``pathlib.Path``), named by its path.
+    """Run a MapReduce job on ``cluster``'s workers, one map task per input: a text (str) or
+    a numpy array, named ``input-<i>``, or a file (``pathlib.Path``), named by its path and
+    read as text; ``map_fn`` gets (name, the text or array).
 
     ``map_fn(name, text)`` yields (key, value) pairs; ``reduce_fn(key, values)`` returns one
     value; ``combine_fn(key, values)``, when given, does the same on the map side, per map

@@ -174,8 +174,9 @@ def test_a_function_that_raises_fails_the_job_with_its_error(cluster):
 
 
 @pytest.mark.parametrize("kwargs, error, message", [
-    (dict(inputs="just one string"), TypeError, r"inputs must be a list of texts \(str\) or files"),
-    (dict(inputs=[b"bytes"]), TypeError, r"input 0 must be a text \(str\) or a file \(pathlib.Path\), got bytes"),
+    (dict(inputs="just one string"), TypeError, r"inputs must be a list of texts \(str\), arrays or files"),
+    (dict(inputs=[b"bytes"]), TypeError, r"input 0 must be a text \(str\), an array or a file \(pathlib.Path\), "
+                                         "got bytes"),
     (dict(inputs=[Path("/no/such/file")]), FileNotFoundError, "input 0: no file '/no/such/file'"),
     (dict(n_reduce=0), ValueError, "n_reduce must be an integer from 1 to 10,000, got 0"),
     (dict(task_timeout=-1), ValueError, "task_timeout must be a positive number of seconds"),
@@ -210,3 +211,28 @@ def test_the_workers_scratch_directories_go_with_the_cluster():
         assert root.is_dir() and oct(root.stat().st_mode & 0o777) == "0o700"
         assert list(root.rglob("map-*")) == []  # a finished job's intermediate files are removed
     assert not root.exists() and id(fresh) not in _mapreduce._workers
+
+
+def test_kmeans_as_iterated_mapreduce_equals_the_kernels_kmeans_from_the_same_start(cluster):
+    from mlsys_ext.distributed import kmeans_mapreduce
+    from mlsys_ext.kernels import kmeans
+
+    rng = np.random.default_rng(3)
+    means = rng.uniform(-50, 50, (5, 3)) + 1e4  # offsets far from zero
+    X = means[rng.integers(0, 5, 3_000)] + rng.standard_normal((3_000, 3))
+    start = X[rng.choice(len(X), 5, replace=False)]
+    fitted = kmeans(X, 5, init=start, max_iter=4, tol=0, backend="numpy")
+    centroids, jobs = kmeans_mapreduce(cluster, X, start, iterations=fitted.n_iter, shards=5)
+    assert len(jobs) == fitted.n_iter
+    np.testing.assert_allclose(centroids, fitted.centroids, rtol=0, atol=1e-8 * 1e4)
+
+
+def test_pagerank_as_iterated_mapreduce_equals_the_power_iteration(cluster):
+    from mlsys_ext.distributed import pagerank, pagerank_mapreduce
+
+    rng = np.random.default_rng(4)
+    edges = rng.integers(0, 200, (1_000, 2))
+    edges = edges[edges[:, 0] < 180]  # nodes 180..199 link nowhere: dangling
+    ranks = pagerank_mapreduce(cluster, edges, 200, iterations=10, shards=3)
+    np.testing.assert_allclose(ranks, pagerank(edges, 200, 10), rtol=1e-12)
+    assert ranks.sum() == pytest.approx(1.0)
