@@ -9,8 +9,9 @@ from .kmeans_panel import KMeansPanel
 from .lsh_panel import LSHPanel, SimHashPanel
 from .magics import MlsysMagics
 from .raft_panel import RaftPanel
+from .sharding_panel import ShardingPanel
 
-__all__ = ["AttentionPanel", "BatchingPanel", "BloomPanel", "ClusterPanel", "CountMinPanel", "HogwildPanel", "KMeansPanel", "LSHPanel", "MlsysMagics", "RaftPanel", "SimHashPanel", "load_ipython_extension", "unload_ipython_extension"]
+__all__ = ["AttentionPanel", "BatchingPanel", "BloomPanel", "ClusterPanel", "CountMinPanel", "HogwildPanel", "KMeansPanel", "LSHPanel", "MlsysMagics", "RaftPanel", "ShardingPanel", "SimHashPanel", "load_ipython_extension", "unload_ipython_extension"]
 
 
 def load_ipython_extension(ipython) -> None:

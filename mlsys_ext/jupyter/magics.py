@@ -17,7 +17,7 @@ from ..cluster import BACKENDS, ActorTimeoutError, Cluster, ClusterError, check_
 from ..kernels import BackendUnavailable
 from .._environment import environment, format_environment
 from . import (attention_panel, batching_panel, bloom_panel, cluster_panel, cms_panel, hogwild_panel, kmeans_panel,
-               lsh_panel, raft_panel)
+               lsh_panel, raft_panel, sharding_panel)
 from ._lab_panel import span
 
 WORKER_LIMIT = "1 to 4 per CPU, or $MLSYS_MAX_WORKERS"  # what check_workers allows
@@ -55,6 +55,7 @@ PANELS = (
     {"label": "Attention", "magic": "%attention"},
     {"label": "Raft", "magic": "%raft"},
     {"label": "Batching", "magic": "%batching"},
+    {"label": "Sharding", "magic": "%sharding"},
 )
 _DELAY = re.compile(r"^\s*([0-9.]+)\s*(?:-\s*([0-9.]+))?\s*(ms|s)?\s*$")
 
@@ -200,6 +201,26 @@ class MlsysMagics(Magics):
         """Open the attention panel: the flash-style kernel against naive numpy and torch SDPA."""
         self._open_panel(MlsysMagics.attention, line, lambda a: attention_panel.AttentionPanel(
             a.seq_len, a.heads, a.head_dim, a.backend, a.causal, a.threads))
+
+    @magic_arguments()
+    @argument("--scheme", default=default_of(sharding_panel.ShardingPanel, "scheme"),
+              help=f"placement: {', '.join(sharding_panel.SCHEMES)}")
+    @argument("--shards", type=int, default=default_of(sharding_panel.ShardingPanel, "shards"),
+              help=f"shards ({span(*sharding_panel.RANGES['shards'])})")
+    @argument("--vnodes", type=int, default=default_of(sharding_panel.ShardingPanel, "vnodes"),
+              help=f"virtual nodes per shard, ring and bounded loads ({span(*sharding_panel.RANGES['vnodes'])})")
+    @argument("--skew", type=float, default=default_of(sharding_panel.ShardingPanel, "skew"),
+              help=f"Zipf exponent of the keys, 0 uniform ({span(*sharding_panel.RANGES['skew'])})")
+    @argument("--salts", type=int, default=default_of(sharding_panel.ShardingPanel, "salts"),
+              help=f"sub-keys for each of the {sharding_panel.HOT_KEYS} hottest keys, 1 none "
+                   f"({span(*sharding_panel.RANGES['salts'])})")
+    @argument("--keys", type=int, default=default_of(sharding_panel.ShardingPanel, "keys"),
+              help=f"keys placed ({span(*sharding_panel.RANGES['keys'])})")
+    @line_magic
+    def sharding(self, line: str = ""):
+        """Open the sharding panel: load per shard and keys moved on a resize, beside the theory."""
+        self._open_panel(MlsysMagics.sharding, line, lambda a: sharding_panel.ShardingPanel(
+            a.scheme, a.shards, a.vnodes, a.skew, a.salts, a.keys))
 
     @magic_arguments()
     @argument("--policy", default="continuous", help="static, dynamic, continuous or chunked")

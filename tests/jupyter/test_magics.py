@@ -147,6 +147,8 @@ def test_parsers():
     ("raft -n 3 --seed 1", "raft -n 12", "n must be an integer from 1 to 9"),
     ("raft study --trials 2", "raft studies", "unknown command"),
     ("batching --policy static --rate 4 --requests 200", "batching --policy fifo", "policy must be one of"),
+    ("sharding --scheme maglev --shards 5 --skew 1.1 --salts 4", "sharding --shards 1",
+     "shards must be an integer from 2 to 64"),
 ])
 def test_panel_magics_open_a_panel_and_refuse_bad_values_with_the_usage(ip, line, bad, message):
     setup_test_comm()
