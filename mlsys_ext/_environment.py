@@ -8,7 +8,7 @@ import platform
 from ._version import __version__
 
 BLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")  # set on some machines here; they slow BLAS
-MAGICS = ("%mlsys", "%cluster", "%%cluster run", "%bloom", "%cms", "%lsh", "%kmeans", "%hogwild", "%attention", "%raft", "%batching", "%sharding")
+MAGICS = ("%mlsys", "%cluster", "%%cluster run", "%bloom", "%cms", "%lsh", "%kmeans", "%hogwild", "%attention", "%raft", "%batching", "%sharding", "%mapreduce", "%%mapreduce")
 
 
 def _numba_threading() -> str:

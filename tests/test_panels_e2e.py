@@ -17,7 +17,7 @@ SETUP = ["%load_ext mlsys_ext", "cluster = %cluster start 2"]
 # the slider each panel's drag and key press move: one whose middle measures in a second or two
 DRAGGED = {"%cluster": "drop", "%bloom": "capacity n", "%cms": "eps", "%lsh": "num_perm", "%lsh --simhash": "bits",
            "%kmeans": "dims", "%hogwild": "lr", "%attention": "heads", "%raft": "batch", "%batching": "max batch",
-           "%sharding": "vnodes"}
+           "%sharding": "vnodes", "%mapreduce": "reduce tasks"}
 # paused at t = 0, a restarted Raft simulation draws the same picture whatever its knobs: play it, so frames change
 PLAYED = {"%raft"}
 pytestmark = needs_chromium

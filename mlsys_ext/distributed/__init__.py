@@ -29,8 +29,8 @@ benchmark suite: ``load_balance``, ``keys_moved``, ``monotonicity``; theory line
 Pure core: numpy and numba only, no IPython, widget or plotting imports.
 """
 from ._jobs import (
-    inverted_index, inverted_index_map, inverted_index_reduce, kmeans_mapreduce, pagerank, pagerank_mapreduce,
-    word_count, word_count_map, word_count_reduce,
+    inverted_index, inverted_index_map, inverted_index_reduce, kmeans_mapreduce, paced_word_count_map, pagerank,
+    pagerank_mapreduce, word_count, word_count_map, word_count_reduce,
 )
 from ._mapreduce import MapReduceError, MapReduceResult, mapreduce, partitions
 from ._sharding import (
@@ -44,7 +44,7 @@ __all__ = ["BoundedLoadConsistentHashing", "ConsistentHashRing", "JumpHash", "Ke
            "MaglevHashing", "MapReduceError", "MapReduceResult", "ModuloSharding", "Monotonicity",
            "RangeSharding", "RendezvousHashing", "ShardedCounter", "ShardingScheme", "hottest",
            "ideal_moved_fraction", "inverted_index", "inverted_index_map", "inverted_index_reduce",
-           "keys_moved", "kmeans_mapreduce", "load_balance", "mapreduce", "monotonicity", "pagerank",
-           "pagerank_mapreduce", "partitions", "power_of_two_choices", "ring_load_cv", "salt_keys",
-           "salt_variants", "uniform_load_cv", "word_count", "word_count_map", "word_count_reduce",
-           "zipf_keys"]
+           "keys_moved", "kmeans_mapreduce", "load_balance", "mapreduce", "monotonicity",
+           "paced_word_count_map", "pagerank", "pagerank_mapreduce", "partitions", "power_of_two_choices",
+           "ring_load_cv", "salt_keys", "salt_variants", "uniform_load_cv", "word_count", "word_count_map",
+           "word_count_reduce", "zipf_keys"]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import re
+import time
 from collections import Counter
 
 import numpy as np
@@ -19,6 +20,13 @@ def words(text: str) -> list[str]:
 
 def word_count_map(name: str, text: str):
     return ((word, 1) for word in words(text))
+
+
+def paced_word_count_map(seconds: float, name: str, text: str):
+    """``word_count_map`` taking at least ``seconds`` a task: time to break a worker mid-job
+    (bind the pace with ``functools.partial``)."""
+    time.sleep(seconds)
+    return word_count_map(name, text)
 
 
 def word_count_reduce(word: str, counts: list) -> int:

@@ -8,10 +8,11 @@ from .hogwild_panel import HogwildPanel
 from .kmeans_panel import KMeansPanel
 from .lsh_panel import LSHPanel, SimHashPanel
 from .magics import MlsysMagics
+from .mapreduce_panel import MapReducePanel
 from .raft_panel import RaftPanel
 from .sharding_panel import ShardingPanel
 
-__all__ = ["AttentionPanel", "BatchingPanel", "BloomPanel", "ClusterPanel", "CountMinPanel", "HogwildPanel", "KMeansPanel", "LSHPanel", "MlsysMagics", "RaftPanel", "ShardingPanel", "SimHashPanel", "load_ipython_extension", "unload_ipython_extension"]
+__all__ = ["AttentionPanel", "BatchingPanel", "BloomPanel", "ClusterPanel", "CountMinPanel", "HogwildPanel", "KMeansPanel", "LSHPanel", "MapReducePanel", "MlsysMagics", "RaftPanel", "ShardingPanel", "SimHashPanel", "load_ipython_extension", "unload_ipython_extension"]
 
 
 def load_ipython_extension(ipython) -> None:

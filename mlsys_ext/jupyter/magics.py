@@ -17,11 +17,33 @@ from ..cluster import BACKENDS, ActorTimeoutError, Cluster, ClusterError, check_
 from ..kernels import BackendUnavailable
 from .._environment import environment, format_environment
 from . import (attention_panel, batching_panel, bloom_panel, cluster_panel, cms_panel, hogwild_panel, kmeans_panel,
-               lsh_panel, raft_panel, sharding_panel)
+               lsh_panel, mapreduce_panel, raft_panel, sharding_panel)
 from ._lab_panel import span
 
 WORKER_LIMIT = "1 to 4 per CPU, or $MLSYS_MAX_WORKERS"  # what check_workers allows
 THREADS_HELP = "numba threads (1 to numba's pool; default: all)"
+
+
+def run_mapreduce(cluster, inputs, map_fn, reduce_fn, combine_fn, n_reduce, backup_tasks, task_timeout):
+    """A `%%mapreduce` cell's job, its Gantt chart shown below the cell; returns the result."""
+    from ..distributed import mapreduce
+
+    res = mapreduce(cluster, inputs, map_fn, reduce_fn, combine_fn, n_reduce=n_reduce, backup_tasks=backup_tasks,
+                    task_timeout=task_timeout)
+    png, summary, _ = mapreduce_panel.draw_gantt(res, list(cluster.workers))
+    display(widgets_for_result(png, summary))
+    return res
+
+
+def widgets_for_result(png: bytes, summary: str):
+    """A plot and its summary, shown as a panel shows them."""
+    import ipywidgets as widgets
+
+    from ._lab_panel import plot_image, show_png
+
+    image = plot_image()
+    show_png(image, png)
+    return widgets.VBox([image, widgets.HTML(summary)])
 
 
 def default_of(panel: type, name: str):
@@ -56,6 +78,7 @@ PANELS = (
     {"label": "Raft", "magic": "%raft"},
     {"label": "Batching", "magic": "%batching"},
     {"label": "Sharding", "magic": "%sharding"},
+    {"label": "MapReduce", "magic": "%mapreduce"},
 )
 _DELAY = re.compile(r"^\s*([0-9.]+)\s*(?:-\s*([0-9.]+))?\s*(ms|s)?\s*$")
 
@@ -201,6 +224,46 @@ class MlsysMagics(Magics):
         """Open the attention panel: the flash-style kernel against naive numpy and torch SDPA."""
         self._open_panel(MlsysMagics.attention, line, lambda a: attention_panel.AttentionPanel(
             a.seq_len, a.heads, a.head_dim, a.backend, a.causal, a.threads))
+
+    @magic_arguments()
+    @argument("--maps", type=int, default=default_of(mapreduce_panel.MapReducePanel, "maps"),
+              help=f"line: map tasks of the word-count job ({span(*mapreduce_panel.RANGES['maps'])})")
+    @argument("--n-reduce", type=int, default=default_of(mapreduce_panel.MapReducePanel, "n_reduce"),
+              help=f"reduce tasks ({span(*mapreduce_panel.RANGES['n_reduce'])})")
+    @argument("--task-ms", type=int, default=default_of(mapreduce_panel.MapReducePanel, "task_ms"),
+              help=f"line: the least time a map task takes ({span(*mapreduce_panel.RANGES['task_ms'])} ms)")
+    @argument("--task-timeout", type=float, default=default_of(mapreduce_panel.MapReducePanel, "task_timeout"),
+              help=f"seconds before a task is also given to another worker "
+                   f"({span(*mapreduce_panel.RANGES['task_timeout'])})")
+    @argument("--no-backup", action="store_true", help="no backup copies of stragglers")
+    @argument("--inputs", default=None,
+              help="cell: the variable holding the inputs (a list of texts, arrays or pathlib.Path files)")
+    @line_cell_magic
+    def mapreduce(self, line: str = "", cell: str | None = None):
+        """`%mapreduce` opens the MapReduce panel on the running cluster: a word-count job's
+        task attempts per worker, with kill and pause buttons. `%%mapreduce --inputs docs`
+        runs the cell, which defines map_fn(name, text) and reduce_fn(key, values) (and
+        optionally combine_fn), as a job over `docs`, and returns its result."""
+        cluster = self._current()
+        if cell is None:
+            self._open_panel(MlsysMagics.mapreduce, line, lambda a: mapreduce_panel.MapReducePanel(
+                cluster, a.maps, a.n_reduce, a.task_ms, a.task_timeout, not a.no_backup))
+            return None
+        try:
+            args = parse_argstring(MlsysMagics.mapreduce, line)
+            if args.inputs is None:
+                raise UsageError("give the inputs: %%mapreduce --inputs NAME (a list in your namespace)")
+            if args.inputs not in self.shell.user_ns:
+                raise UsageError(f"no variable named {args.inputs!r}")
+            namespace = dict(self.shell.user_ns)
+            exec(compile(cell, "<%%mapreduce>", "exec"), namespace)
+            missing = [name for name in ("map_fn", "reduce_fn") if not callable(namespace.get(name))]
+            if missing:
+                raise UsageError(f"the cell must define {' and '.join(missing)}")
+            return run_mapreduce(cluster, namespace[args.inputs], namespace["map_fn"], namespace["reduce_fn"],
+                                 namespace.get("combine_fn"), args.n_reduce, not args.no_backup, args.task_timeout)
+        except (UsageError, ValueError, TypeError, FileNotFoundError) as exc:
+            raise UsageError(f"{exc}\n{usage_line(MlsysMagics.mapreduce)}") from None
 
     @magic_arguments()
     @argument("--scheme", default=default_of(sharding_panel.ShardingPanel, "scheme"),
