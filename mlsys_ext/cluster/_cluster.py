@@ -125,7 +125,10 @@ class Cluster:
     On the local backend, numpy arrays of ``shared_memory_threshold`` bytes or more
     (256 KiB by default; None: never) in call arguments and return values travel
     through shared memory instead of the message stream, and arrive as read-only
-    zero-copy views.
+    zero-copy views. Actors' messages to each other go straight from worker to
+    worker; the network (partitions, link faults, pauses) acts on them at their
+    sender exactly as on the driver's calls, and ``trace()`` lists them all.
+    Fates are drawn per link (ordered pair of endpoints) from ``seed``.
     """
 
     def __new__(cls, n=None, backend: str = "local", **kwargs):
@@ -297,7 +300,8 @@ class Cluster:
         """Cut the network between groups of actors, workers or ``"driver"``.
 
         ``partition(["a", "b"], ["c"])``: a and b still talk, neither reaches c.
-        Endpoints in no group keep reaching everyone.
+        Endpoints in no group keep reaching everyone. In force for every message
+        sent after this returns, from the driver and from every actor.
         """
         if len(groups) < 2:
             raise ValueError("partition needs at least two groups, e.g. partition(['a', 'b'], ['c'])")
@@ -305,17 +309,21 @@ class Cluster:
         for g in groups:
             self._check_endpoints(g)
         self._net.partition(groups)
+        self._push_network()
         self._changed("network")
 
     def heal(self) -> None:
         """Remove every partition (drop, delay and duplication settings stay)."""
         self._net.heal()
+        self._push_network()
         self._changed("network")
 
     def set_network(self, drop: float = 0.0, delay=0.0, duplicate: float = 0.0, link=None) -> None:
         """Faults for every message, or only between the two ends of ``link=(a, b)``.
 
         ``delay`` is seconds, or a (low, high) range drawn uniformly per message.
+        In force for every message sent after this returns, from the driver and
+        from every actor.
         """
         faults = make_faults(drop, delay, duplicate)
         if link is not None:
@@ -323,6 +331,7 @@ class Cluster:
                 raise ValueError(f"link must be a pair of endpoints, got {link!r}")
             self._check_endpoints(link)
         self._net.set_faults(faults, link)
+        self._push_network()
         self._changed("network")
 
     def network(self) -> dict:
@@ -331,10 +340,17 @@ class Cluster:
 
     # -- observation -----------------------------------------------------
     def trace(self, n: int | None = None):
-        """The last ``n`` messages (all kept, by default) as a DataFrame."""
+        """The last ``n`` messages (all kept, by default) as a DataFrame, ordered by time.
+
+        On the local backend each worker records what its actors send, and this
+        gathers the rows (a paused worker's rows come once it resumes; a worker
+        that dies by itself takes the rows not yet gathered with it, while
+        ``kill``/``restart``/``stop`` gather them first). At most ``trace_size``
+        rows are kept.
+        """
         import pandas as pd
 
-        rows = list(self._net.trace)
+        rows = self._trace_rows()
         if n is not None:
             rows = rows[-n:] if n > 0 else []
         return pd.DataFrame(rows, columns=["time", "kind", "src", "dst", "method", "bytes", "fate"])
@@ -360,6 +376,17 @@ class Cluster:
     def _refresh_stats(self) -> None:
         """Backends update ``rec.processed`` for the queue-depth column."""
 
+    def _push_network(self) -> None:
+        """Backends whose workers decide fates themselves hand them the new settings here."""
+
+    def _trace_rows(self) -> list:
+        """Every kept trace row, by time (backends whose workers record rows gather them)."""
+        return list(self._net.trace)
+
+    def _message_counts(self) -> tuple[dict, dict]:
+        """(sent, received) messages per endpoint."""
+        return self._net.sent, self._net.received
+
     def _pid(self, rec: ActorRecord):
         return None
 
@@ -369,7 +396,7 @@ class Cluster:
 
         self._refresh_stats()
         rows = []
-        received, sent = self._net.received, self._net.sent
+        sent, received = self._message_counts()
         for rec in list(self._actors.values()):
             got = received.get(rec.name, 0)
             queue = max(got - rec.received_base - rec.processed, 0) if rec.state != "dead" else 0

@@ -1,14 +1,32 @@
-"""The local backend: workers are child processes, the driver routes every message.
+"""The local backend: workers are child processes; actors talk to each other directly.
 
-Transport: one Unix socket pair per worker for control and one per actor for
-its messages; no network port is opened.
+Transport: one Unix socket pair per worker for control, one per actor for the
+driver's calls to it (and their replies, and what it prints), and one per pair
+of actors that talk to each other, which the driver makes when the first of the
+two asks for it (``connect``) and hands out with SCM_RIGHTS; no network port is
+opened. Messages between actors never pass through the driver (see
+``_worker``): each worker decides the fates of what its actors send with its
+copy of the driver's ``Network``, which the driver updates on every change
+(``_push_network``, acknowledged by every live worker before ``partition()``,
+``set_network()``, ``heal()``, ``pause()`` or ``resume()`` returns), and
+records those messages itself; ``trace()`` and ``status()`` gather the
+workers' rows and counters (``_gather``), and so do ``kill``, ``restart`` and
+``stop`` before they end a worker.
 
-One thread at a time reads every socket: the holder of the *pump*. A caller
-waiting for a reply takes the pump and reads (spinning briefly before it
-sleeps), so replies need no hand-off between threads and actor-to-actor
-traffic is forwarded without waking anyone. When no caller waits, the router
-thread holds the pump; a caller that wants it kicks the router out of its
-select() through a pipe.
+The driver decides the fates of its own calls and of the replies to them.
+One thread at a time reads every socket of the driver: the holder of the
+*pump*. A caller waiting for a reply takes the pump and reads (spinning
+briefly before it sleeps), so replies need no hand-off between threads. When
+no caller waits, the router thread holds the pump; a caller that wants it
+kicks the router out of its select() through a pipe.
+
+Faults: ``pause`` SIGSTOPs a worker; the driver holds its own messages to the
+worker's actors (and their ends of new direct sockets) and every peer holds
+what it sends them, until ``resume``. A worker that dies is seen by the driver
+at the end-of-file of its control socket (its actors' pending driver calls fail,
+those with restarts left are rebuilt) and by every peer at the end-of-file of
+its direct sockets (their pending calls to it fail with ActorDiedError at once;
+their next message connects again, to the new incarnation or to a refusal).
 
 No send of the driver blocks: a frame a worker's socket will not take now
 waits in that channel's outbox, and the pump writes it out as the socket
@@ -27,6 +45,7 @@ import sys
 import threading
 import time
 import weakref
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 import mlsys_ext
@@ -37,8 +56,8 @@ from ._future import Future, failed_future
 from ._handle import decoding_for
 from ._network import DRIVER, Delayer
 from ._process import wait_for_stop_state
-from ._wire import (SPIN_SECONDS, Channel, ObjectRef, SharedMemory, SharedPayload, decode_error, encode, encode_error,
-                    loads, pack, payload_size, put, shared_count, unpack)
+from ._wire import (SPIN_SECONDS, Channel, ObjectRef, SharedMemory, SharedPayload, decode_error, dumps, encode, loads,
+                    pack, payload_size, put, shared_count, unpack)
 
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(mlsys_ext.__file__)))
 _WORKER_MAIN = "from mlsys_ext.cluster._worker import main; main()"
@@ -56,6 +75,7 @@ class _Worker:
         self.alive = True
         self.paused = False
         self.acks: dict[int, Future] = {}
+        self.counts: tuple[dict, dict] = ({}, {})  # (sent, received) per endpoint, as it last reported
 
 
 class LocalCluster(Cluster):
@@ -72,6 +92,8 @@ class LocalCluster(Cluster):
         self._router_resume = 0.0
         self._router_selecting = False
         self._procs: dict[str, _Worker] = {}
+        self._gathered: deque = deque(maxlen=self._net.trace.maxlen)  # workers' trace rows, by time
+        self._retired: tuple[dict, dict] = ({}, {})  # the counts of workers that died
         self._delayer = Delayer()
         self._delayer.start()
         # Linux's parent-death signal fires when the *thread* that started a
@@ -96,7 +118,8 @@ class LocalCluster(Cluster):
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
         proc = subprocess.Popen(
             [sys.executable, "-c", _WORKER_MAIN, str(child.fileno()), str(os.getpid()), name, repr(self.timeout),
-             repr(self.shared_memory_threshold)],
+             repr(self.shared_memory_threshold), repr(self._net.seed), str(self._net.trace.maxlen),
+             repr(self._net.t0)],
             pass_fds=[child.fileno()], stdin=subprocess.DEVNULL, env=env,
             start_new_session=True,  # Ctrl-C in a terminal is meant for the driver alone
         )
@@ -160,7 +183,7 @@ class LocalCluster(Cluster):
         with self._lock:
             rec.channel = channel
             rec.processed = 0
-            rec.received_base = self._net.received.get(rec.name, 0)
+            rec.received_base = self._message_counts()[1].get(rec.name, 0)
             self._channels[channel] = rec
             self._channels_changed()
             rec.state = "paused" if w.paused else "alive"
@@ -215,7 +238,8 @@ class LocalCluster(Cluster):
             self._pending[msg_id] = fut
             header = ("call", msg_id, DRIVER, dst, method)
         delays = self._net.decide(header[0], DRIVER, dst, method, payload_size(payload))
-        self._deliver(rec, pack(header, payload), delays, shared)
+        if delays:  # the send time orders it among what the actor receives from its peers
+            self._deliver(rec, pack(header + (time.monotonic(),), payload), delays, shared)
         return fut
 
     def _resolve(self, msg_id: int, ok: bool, payload) -> None:
@@ -239,33 +263,39 @@ class LocalCluster(Cluster):
                 fut._resolve(*((loads(payload), None) if header[2] else (None, decode_error(payload))))
             return
         header, payload = unpack(frame)
-        shared = tuple(SharedMemory(fds.pop(0)) for _ in range(shared_count(payload)))
         kind = header[0]
-        if kind == "reply":
+        if kind == "reply":  # to the driver: actors' replies to each other go on their direct sockets
+            shared = tuple(SharedMemory(fds.pop(0)) for _ in range(shared_count(payload)))
             _, msg_id, src, dst, method, ok = header
             delays = self._net.decide("reply", src, dst, method, payload_size(payload))
-            if dst == DRIVER:
-                payload = SharedPayload(payload, list(shared)) if shared else bytes(payload)
-                for d in delays:
-                    if d > 0:
-                        self._delayer.post(d, self._resolve, msg_id, ok, payload)
-                    else:
-                        self._resolve(msg_id, ok, payload)
-            elif dst in self._actors:
-                self._deliver(self._actors[dst], frame, delays, shared)
+            payload = SharedPayload(payload, list(shared)) if shared else bytes(payload)
+            for d in delays:
+                if d > 0:
+                    self._delayer.post(d, self._resolve, msg_id, ok, payload)
+                else:
+                    self._resolve(msg_id, ok, payload)
         elif kind == "log":
             self._echo(source, header[4], bytes(payload).decode(errors="replace"))
-        else:  # an actor's call or send to another actor
-            _, msg_id, src, dst, method = header
-            target = self._actors.get(dst)
-            if target is None or target.state == "dead":
-                self._net.refuse(kind, src, dst, method, payload_size(payload))
-                if kind == "call":
-                    reason = "is dead" if target is not None else "does not exist"
-                    error = ActorDiedError(f"actor {dst!r} {reason}")
-                    self._send_to(source, pack(("reply", msg_id, dst, src, method, False), encode_error(error)))
-                return
-            self._deliver(target, frame, self._net.decide(kind, src, dst, method, payload_size(payload)), shared)
+        elif kind == "connect":
+            self._connect(source, header[1], header[3])
+
+    def _connect(self, source: ActorRecord, req: int, dst: str) -> None:
+        """Make the direct socket from ``source`` to ``dst``: one end to each, or a refusal to ``source``.
+
+        An end for an actor that is paused or restarting waits with its other
+        messages; ``source`` gets its end at once, and what it writes waits in
+        the socket.
+        """
+        target = self._actors.get(dst)
+        if target is None or target.state == "dead":
+            refusal = "is dead" if target is not None else "does not exist"
+            self._send_to(source, pack(("peer", req, dst, None, refusal)))
+            return
+        ends = socket.socketpair()
+        # held like a memfd: the descriptor closes with its last reference (a held frame's included)
+        mine, theirs = (SharedMemory(end.detach()) for end in ends)
+        self._send_to(target, pack(("peer", 0, source.name, source.worker, None)), (theirs,))
+        self._send_to(source, pack(("peer", req, dst, target.worker, None)), (mine,))
 
     def _drain(self, channel: Channel) -> None:
         """Dispatch every frame that can be read now (the caller holds the pump)."""
@@ -372,12 +402,66 @@ class LocalCluster(Cluster):
         if w is not None:
             w.acks.pop(fut._id, None)
 
+    # -- the network on every worker ------------------------------------------
+    def _push_network(self, workers=None) -> None:
+        """Hand the driver's network settings to every live worker (or ``workers``); returns once
+        each acknowledged, so they decide every message sent afterwards. A paused worker
+        cannot answer: it takes them in when it resumes (``resume`` waits for that)."""
+        state = dumps(self._net.export())
+        asks = [(w, self._control(w, ("net",), state)) for w in (workers or list(self._procs.values())) if w.alive]
+        for w, fut in asks:
+            if w.paused:
+                continue
+            try:
+                fut.result(self.timeout)
+            except ActorDiedError:
+                pass  # its actors' messages are gone with it
+
+    def _gather(self, workers=None, timeout: float = 1.0) -> None:
+        """Collect counters and trace rows from the live workers (or ``workers``) that can answer."""
+        asks = [(w, self._control(w, ("report",))) for w in (workers or list(self._procs.values()))
+                if w.alive and not w.paused]
+        deadline = time.monotonic() + timeout
+        rows = []
+        for w, fut in asks:
+            try:
+                report = fut.result(max(deadline - time.monotonic(), 0.0))
+            except Exception:
+                continue
+            w.counts = (report["sent"], report["received"])
+            rows += report["trace"]
+            for name, count in report["processed"].items():
+                rec = self._actors.get(name)
+                if rec is not None and rec.worker == w.name:
+                    rec.processed = count
+        if rows:
+            with self._lock:
+                merged = sorted([*self._gathered, *rows], key=lambda row: row[0])
+                self._gathered = deque(merged[-self._gathered.maxlen:], maxlen=self._gathered.maxlen)
+
+    def _trace_rows(self) -> list:
+        self._gather()
+        rows = sorted([*self._net.trace, *self._gathered], key=lambda row: row[0])
+        return rows[-self._net.trace.maxlen:]
+
+    def _message_counts(self) -> tuple[dict, dict]:
+        sent, received = dict(self._net.sent), dict(self._net.received)
+        for counts in [self._retired] + [w.counts for w in list(self._procs.values()) if w.alive]:
+            for total, part in zip((sent, received), counts):
+                for name, n in part.items():
+                    total[name] = total.get(name, 0) + n
+        return sent, received
+
     # -- faults ------------------------------------------------------------
     def _worker_died(self, w: _Worker, restart: bool) -> None:
         with self._lock:
             if not w.alive:
                 return
             w.alive = False
+            self._net.set_paused(w.name, False)  # its next incarnation runs (``_revive`` tells the peers)
+            for total, part in zip(self._retired, w.counts):
+                for name, n in part.items():
+                    total[name] = total.get(name, 0) + n
             try:
                 w.proc.kill()
             except OSError:
@@ -418,6 +502,10 @@ class LocalCluster(Cluster):
             return
         w = self._launch(worker)
         self._adopt(w)
+        try:  # the new worker's copy, and the peers', which may have held for the old one
+            self._push_network()
+        except ClusterError as exc:  # a peer that did not answer in time: the actors come back anyway
+            print(f"mlsys_ext: restarting {worker}: {exc}", file=sys.stderr)
         for rec in recs:
             rec.restarts += 1
             rec.state = "restarting"
@@ -438,6 +526,7 @@ class LocalCluster(Cluster):
         self._check_open()
         w = self._procs[self._worker_of(name)]
         if w.alive:
+            self._gather([w])  # what its actors sent is in its trace
             os.kill(w.proc.pid, signal.SIGKILL)
             self._worker_died(w, restart=True)
 
@@ -448,6 +537,7 @@ class LocalCluster(Cluster):
         worker = self._worker_of(name)
         w = self._procs[worker]
         if w.alive:
+            self._gather([w])
             os.kill(w.proc.pid, signal.SIGKILL)
             self._worker_died(w, restart=False)
         recs = [rec for rec in self._actors.values() if rec.worker == worker]
@@ -466,16 +556,20 @@ class LocalCluster(Cluster):
         flush = []
         with self._lock:
             w.paused = paused
+            self._net.set_paused(w.name, paused)
             for rec in self._actors.values():
                 if rec.worker != w.name or rec.state not in ("alive", "paused"):
                     continue
                 rec.state = "paused" if paused else "alive"
                 if not paused:
                     flush.append(rec)
+        # What the driver held goes first: it may hold an actor's end of a peer's direct socket.
         for rec in flush:
             held, rec.held = rec.held, []
             for frame, shared in held:
                 self._send_to(rec, frame, shared)
+        # From now on peers hold what they send to its actors (pause), or send what they held (resume).
+        self._push_network()
         self._changed("pause" if paused else "resume")
 
     def pause(self, name: str) -> None:
@@ -487,16 +581,7 @@ class LocalCluster(Cluster):
         self._signal(name, signal.SIGCONT, False)
 
     def _refresh_stats(self) -> None:
-        asks = [(w, self._control(w, ("stats",))) for w in self._procs.values() if w.alive and not w.paused]
-        for w, fut in asks:
-            try:
-                processed = fut.result(1.0)
-            except Exception:
-                continue
-            for name, count in processed.items():
-                rec = self._actors.get(name)
-                if rec is not None and rec.worker == w.name:
-                    rec.processed = count
+        self._gather()
 
     # -- code on workers ---------------------------------------------------
     def _targets(self, targets) -> list[_Worker]:
@@ -531,6 +616,7 @@ class LocalCluster(Cluster):
         """Kill every worker process and wait for it; fail calls still pending."""
         if self.stopped:
             return
+        self._gather()  # the workers' trace rows outlive them
         self.stopped = True
         self._spawner.shutdown(wait=True, cancel_futures=True)  # no restart may start after this
         for w in list(self._procs.values()):

@@ -2,6 +2,16 @@
 
 Endpoints are actor names and ``"driver"``; a partition group or a link may also
 name a worker (``"w1"``), which stands for every actor on it.
+
+A ``Network`` decides each message's fate where the message is sent. On the
+local backend that is in two kinds of places: the driver's Network decides
+driver -> actor calls and the replies to the driver; each worker keeps a copy
+that decides what its actors send each other on their direct sockets. The
+driver's copy is the master: ``export()`` gives its settings (partition,
+faults, paused workers) and ``load()`` installs them in a worker's copy. Every
+link (ordered pair of endpoints) draws its fates from its own RNG, seeded from
+the cluster's seed and the two names, so the fates of a link's messages do not
+depend on which process decides them, nor on traffic on other links.
 """
 from __future__ import annotations
 
@@ -49,15 +59,17 @@ class Network:
     partitions and links may be given by worker.
     """
 
-    def __init__(self, locate, seed=None, trace_size: int = 10_000):
+    def __init__(self, locate, seed=None, trace_size: int = 10_000, t0: float | None = None):
         self._locate = locate
-        self._rng = random.Random(seed)
+        self.seed = seed
+        self._rngs: dict[tuple[str, str], random.Random] = {}
         self._lock = threading.Lock()
         self._groups: list[frozenset[str]] = []
         self._default = LinkFaults()
         self._links: dict[frozenset[str], LinkFaults] = {}
+        self._paused: frozenset[str] = frozenset()  # workers whose messages wait at their senders
         self.trace: deque = deque(maxlen=trace_size)
-        self.t0 = time.monotonic()
+        self.t0 = time.monotonic() if t0 is None else t0  # CLOCK_MONOTONIC: one clock for every process
         self.sent: dict[str, int] = {}
         self.received: dict[str, int] = {}
         self._clean = True
@@ -105,6 +117,25 @@ class Network:
             "links": {tuple(sorted(k)): v for k, v in self._links.items()},
         }
 
+    def set_paused(self, worker: str, paused: bool) -> None:
+        """Messages to the actors of a paused worker wait at their senders (``holds``)."""
+        self._paused = self._paused | {worker} if paused else self._paused - {worker}
+
+    def holds(self, dst: str) -> bool:
+        """Whether a message to ``dst`` must wait: its worker is paused."""
+        return bool(self._paused) and (dst in self._paused or self._locate(dst) in self._paused)
+
+    def export(self) -> tuple:
+        """Everything another process's copy needs to decide as this one does (see ``load``)."""
+        return (list(self._groups), self._default, dict(self._links), self._paused)
+
+    def load(self, state: tuple) -> None:
+        """Install settings ``export()`` gave (a worker's copy of the driver's Network)."""
+        groups, default, links, paused = state
+        with self._lock:
+            self._groups, self._default, self._links, self._paused = groups, default, links, paused
+            self._refresh()
+
     def _refresh(self) -> None:
         self._clean = not self._groups and self._default.is_clean and not self._links
 
@@ -138,8 +169,10 @@ class Network:
                 self._record(now, kind, src, dst, method, nbytes, "dropped")
                 return []
         f = self._faults_for(src, dst)
-        rng = self._rng
         with self._lock:
+            rng = self._rngs.get((src, dst))
+            if rng is None:
+                rng = self._rngs[src, dst] = self._link_rng(src, dst)
             if f.drop and rng.random() < f.drop:
                 fate_delays = []
             else:
@@ -152,6 +185,22 @@ class Network:
             fate = "duplicated" if i else ("delayed" if d > 0 else "delivered")
             self._record(now, kind, src, dst, method, nbytes, fate)
         return fate_delays
+
+    def _link_rng(self, src: str, dst: str) -> random.Random:
+        # a str seed goes through SHA-512: the same stream in every process, whatever PYTHONHASHSEED
+        return random.Random(None if self.seed is None else f"{self.seed}:{src}->{dst}")
+
+    def take_trace(self) -> list:
+        """The trace rows recorded so far, removed from this Network (a worker's, gathered by the driver)."""
+        with self._lock:
+            rows = list(self.trace)
+            self.trace.clear()
+        return rows
+
+    def counts(self) -> tuple[dict, dict]:
+        """Copies of the (sent, received) counters per endpoint."""
+        with self._lock:
+            return dict(self.sent), dict(self.received)
 
     def refuse(self, kind: str, src: str, dst: str, method: str, nbytes: int) -> None:
         """Record a message that could not be delivered at all (its destination is dead)."""
@@ -196,3 +245,4 @@ class Delayer(threading.Thread):
                     return
                 _, _, fn, args = heapq.heappop(self._heap)
             fn(*args)
+            del fn, args  # not kept until the next one: a message's memfds close with their last reference

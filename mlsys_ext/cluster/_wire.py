@@ -29,6 +29,7 @@ _HEADER = struct.Struct("!I")
 _FDS_SPACE = socket.CMSG_SPACE(8 * array.array("i").itemsize)  # descriptors one read can take
 _PLAIN = frozenset({int, float, str, bytes, bool, type(None)})
 SPIN_SECONDS = 200e-6
+_READ_SIZE = 1 << 18  # bytes one read takes at most
 
 
 def _plain(obj, depth: int = 2) -> bool:
@@ -36,10 +37,18 @@ def _plain(obj, depth: int = 2) -> bool:
     kind = type(obj)
     if kind in _PLAIN:
         return True
-    if depth and (kind is tuple or kind is list):
-        return all(_plain(x, depth - 1) for x in obj)
-    if depth and kind is dict:
-        return all(type(k) is str and _plain(v, depth - 1) for k, v in obj.items())
+    if not depth:
+        return False
+    if kind is tuple or kind is list:  # loops, not all(generator): this runs for every message
+        for x in obj:
+            if type(x) not in _PLAIN and not _plain(x, depth - 1):
+                return False
+        return True
+    if kind is dict:
+        for k, v in obj.items():
+            if type(k) is not str or (type(v) not in _PLAIN and not _plain(v, depth - 1)):
+                return False
+        return True
     return False
 
 
@@ -120,10 +129,13 @@ def _memfd(chunks: list) -> tuple[SharedMemory, list[tuple[int, int]]]:
         spans.append((end, chunk.nbytes))
         end += max(-(-chunk.nbytes // _ALIGN) * _ALIGN, _ALIGN)
     memory = SharedMemory(os.memfd_create("mlsys_ext", os.MFD_CLOEXEC))
+    # pwrite, not a mapping: the kernel fills fresh pages without a fault (and a zeroing) per page
+    for (offset, length), chunk in zip(spans, chunks):
+        chunk = chunk.cast("B")
+        done = 0
+        while done < length:
+            done += os.pwrite(memory.fd, chunk[done:], offset + done)
     os.ftruncate(memory.fd, end)
-    with mmap.mmap(memory.fd, end) as mapped:
-        for (offset, length), chunk in zip(spans, chunks):
-            mapped[offset:offset + length] = chunk
     return memory, spans
 
 
@@ -230,7 +242,7 @@ def encode(obj, threshold: int | None) -> tuple[bytes, tuple[SharedMemory, ...]]
     many bytes or more leave the pickle, into a new memfd, or as the received memfd they
     already lie in; and one memfd per ObjectRef inside it."""
     if _plain(obj):
-        return dumps(obj), ()
+        return pickle.dumps(obj, 5), ()
     large, refs = [], []
     stream = io.BytesIO()
     _Pickler(stream, refs, lambda buffer: _leave_pickle(buffer, threshold, large)).dump(obj)
@@ -292,10 +304,12 @@ class Channel:
     blocks a sender: what the socket will not take now waits in an outbox that
     ``flush()`` sends later. The driver's channels are queued, because a driver
     blocked writing to a worker that is itself blocked writing to the driver
-    would stop every socket from draining.
+    would stop every socket from draining. Actors' direct sockets are queued
+    too: the actor's own thread writes out what waits while it reads its
+    other sockets, and the worker's delay thread leaves what does not fit.
     """
 
-    __slots__ = ("sock", "fd", "_buf", "_send_lock", "closed", "_poller", "fds", "_outbox")
+    __slots__ = ("sock", "fd", "_buf", "_send_lock", "closed", "_poller", "fds", "_outbox", "drained")
 
     def __init__(self, sock: socket.socket, carries_fds: bool = False, queued: bool = False):
         self.sock = sock
@@ -309,6 +323,9 @@ class Channel:
         self._poller.register(self.fd, select.POLLIN)
         # (rest of a frame, descriptors still to go with it) in order; None: sends block instead
         self._outbox: deque | None = deque() if queued else None
+        # True when the last read took all the socket held then (short, and no descriptors
+        # that could have cut it short): a reader draining it need not read again to know
+        self.drained = False
 
     def fileno(self) -> int:
         return self.fd
@@ -359,13 +376,16 @@ class Channel:
 
     def _read(self, flags: int) -> bytes:
         if self.fds is None:
-            return self.sock.recv(1 << 18, flags)
+            data = self.sock.recv(_READ_SIZE, flags)
+            self.drained = len(data) < _READ_SIZE
+            return data
         # A plain recv() would silently close descriptors sent with the data; and
         # socket.recv_fds ignores its flags (so MSG_DONTWAIT would block).
-        data, ancillary, _, _ = self.sock.recvmsg(1 << 18, _FDS_SPACE, flags | socket.MSG_CMSG_CLOEXEC)
+        data, ancillary, _, _ = self.sock.recvmsg(_READ_SIZE, _FDS_SPACE, flags | socket.MSG_CMSG_CLOEXEC)
         for level, kind, fds in ancillary:
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
                 self.fds.extend(array.array("i", fds[:len(fds) - len(fds) % 4]))
+        self.drained = len(data) < _READ_SIZE and not ancillary
         return data
 
     def _pop_frame(self):
@@ -383,6 +403,7 @@ class Channel:
         try:
             data = self._read(socket.MSG_DONTWAIT)
         except (BlockingIOError, InterruptedError):
+            self.drained = True
             return False
         except OSError:
             data = b""
@@ -456,7 +477,8 @@ def _close_all(fds) -> None:
 
 
 def pack(header: tuple, payload: bytes = b"") -> bytes:
-    """A frame body: pickled routing header, then the payload the router never decodes."""
+    """A frame body: pickled header (kind, id, source, destination, method, ...), then the
+    payload, which whoever only routes or holds the frame never decodes."""
     h = pickle.dumps(header, 5)
     return _HEADER.pack(len(h)) + h + payload
 

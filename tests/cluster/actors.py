@@ -166,3 +166,66 @@ class ArrayKeeper:
         """Inodes of the memfds this process maps (the shared memory it sees)."""
         with open("/proc/self/maps") as f:
             return sorted({int(line.split()[4]) for line in f if "/memfd:mlsys_ext" in line})
+
+
+class Caller:
+    """Makes the calls and sends the driver asks for, from inside an actor: the direct path.
+
+    ``start_call`` returns at once with an id, so the driver can watch a call that
+    is pending inside the actor (``call_done``) and collect it (``finish_call``).
+    """
+
+    def start_call(self, target, method, args=(), kwargs=None):
+        calls = self.__dict__.setdefault("_calls", {})
+        calls[len(calls) + 1] = getattr(context().handle(target), method).remote(*args, **(kwargs or {}))
+        return len(calls)
+
+    def call_done(self, call_id):
+        return self._calls[call_id].done()
+
+    def finish_call(self, call_id, timeout):
+        """(True, value) or (False, the exception): the driver re-raises it."""
+        fut = self._calls.pop(call_id)
+        try:
+            return True, fut.result(timeout=timeout)
+        except Exception as exc:
+            return False, exc
+
+    def send_each(self, target, method, args_list):
+        handle = getattr(context().handle(target), method)
+        for args in args_list:
+            handle.send(*args)
+
+    def send_to(self, target, method, args=(), times=1):
+        handle = getattr(context().handle(target), method)
+        for _ in range(times):
+            handle.send(*args)
+
+    def call_many(self, target, method, times, timeout):
+        """Outcomes of ``times`` calls one after the other: values, or exception type names."""
+        handle = getattr(context().handle(target), method)
+        out = []
+        for _ in range(times):
+            try:
+                out.append(handle.remote().result(timeout=timeout))
+            except Exception as exc:
+                out.append(type(exc).__name__)
+        return out
+
+    def timed_calls(self, target, times):
+        handle = context().handle(target)
+        start = time.perf_counter()
+        for _ in range(times):
+            handle.incr.remote(1).result()
+        return time.perf_counter() - start
+
+
+class Peer(Counter, Caller):
+    """A Counter that can also call other actors."""
+
+
+class SharingPeer(ArrayKeeper, Caller):
+    """An ArrayKeeper that can also call other actors."""
+
+    def kept_sums(self):
+        return [float(array.sum()) for array in self.kept]

@@ -10,6 +10,7 @@ from mlsys_ext.cluster import (ActorDiedError, ActorTimeoutError, Cluster, Clust
 from tests.conftest import pid_alive, wait_until
 
 from .actors import Counter, Prober, Relay, SlowStart, Ticker
+from .paths import Path, path  # noqa: F401 - the fixture
 
 
 def test_calls_return_values_in_order(cluster):
@@ -148,150 +149,231 @@ def test_print_reaches_driver_and_logs(cluster, capsys):
     wait_until(lambda: "(loud) hello from the actor" in capsys.readouterr().out)
 
 
-# -- faults ---------------------------------------------------------------------
+# -- faults: one contract for both paths ------------------------------------------
+# ``path`` (tests/cluster/paths.py) sends from the driver ("routed") or from actor s
+# on w1 over its direct socket ("direct"); targets live on w0.
 
-def test_kill_fails_pending_and_new_calls_at_once(cluster):
-    c = cluster.spawn(Counter, name="c0")
-    slow = c.sleep.remote(30)
+def test_kill_fails_pending_and_new_calls_at_once(cluster, path):
+    c = cluster.spawn(Counter, name="c0", worker="w0")
+    assert path.call("c0", "incr").result() == 1  # the direct socket exists before the kill
+    slow = path.call("c0", "sleep", 30)
+    start = time.monotonic()
     cluster.kill("c0")
-    with pytest.raises(ActorDiedError):
-        slow.result(timeout=5)
+    with pytest.raises(ActorDiedError, match="before answering sleep"):
+        slow.result(timeout=5)  # the old router left an actor's call to a dead actor waiting
+    assert time.monotonic() - start < 1.0
+    with pytest.raises(ActorDiedError, match="'c0' is dead"):
+        path.call("c0", "incr").result(timeout=5)
     with pytest.raises(ActorDiedError, match="restart it"):
         c.incr.remote().result(timeout=5)
     assert cluster.status().set_index("name").loc["c0", "state"] == "dead"
 
 
-def test_kill_by_worker_kills_every_actor_on_it(cluster):
+def test_kill_by_worker_kills_every_actor_on_it(cluster, path):
     a = cluster.spawn(Counter, name="a", worker="w0")
     b = cluster.spawn(Counter, name="b", worker="w0")
-    other = cluster.spawn(Counter, name="o", worker="w1")
+    cluster.spawn(Counter, name="o", worker="w1")
     cluster.kill("w0")
     states = cluster.status().set_index("name")["state"]
     assert states["a"] == states["b"] == "dead" and states["o"] == "alive"
-    assert other.incr.remote().result() == 1
+    assert path.call("o", "incr").result() == 1
     for h in (a, b):
         with pytest.raises(ActorDiedError):
-            h.incr.remote().result()
+            path.call(h.name, "incr").result()
 
 
-def test_max_restarts_rebuilds_from_original_arguments(cluster):
-    c = cluster.spawn(Counter, 10, name="c0", max_restarts=1)
+def test_max_restarts_rebuilds_from_original_arguments(cluster, path):
+    c = cluster.spawn(Counter, 10, name="c0", worker="w0", max_restarts=1)
     first_pid = c.pid.remote().result()
-    c.incr.remote(5).result()
+    assert path.call("c0", "incr", 5).result() == 15
     cluster.kill("c0")
-    assert c.incr.remote(0).result(timeout=10) == 10  # held until it is back, state reset
+    assert path.call("c0", "incr", 0).result(timeout=10) == 10  # held until it is back, state reset
     assert c.pid.remote().result() != first_pid
     assert not pid_alive(first_pid)
     row = cluster.status().set_index("name").loc["c0"]
     assert (row["state"], row["restarts"]) == ("alive", 1)
+    assert path.call("c0", "incr", 1).result() == 11  # the new incarnation stays reachable
     cluster.kill("c0")  # no restarts left
     with pytest.raises(ActorDiedError):
-        c.incr.remote().result(timeout=5)
+        path.call("c0", "incr").result(timeout=5)
 
 
-def test_restart_brings_a_dead_worker_back(cluster):
-    c = cluster.spawn(Counter, 3, name="c0")
+def test_restart_brings_a_dead_worker_back(cluster, path):
+    cluster.spawn(Counter, 3, name="c0", worker="w0")
+    assert path.call("c0", "incr", 0).result() == 3
     cluster.kill("c0")
     cluster.restart("c0")
-    assert c.incr.remote(1).result() == 4
+    assert path.call("c0", "incr", 1).result() == 4
     assert cluster.status().set_index("name").loc["c0", "restarts"] == 1
 
 
-def test_restart_of_a_live_actor_replaces_its_process(cluster):
-    c = cluster.spawn(Counter, name="c0")
+def test_restart_of_a_live_actor_replaces_its_process(cluster, path):
+    c = cluster.spawn(Counter, name="c0", worker="w0")
     pid = c.pid.remote().result()
-    c.incr.remote(7).result()
+    assert path.call("c0", "incr", 7).result() == 7
     cluster.restart("c0")
-    assert c.value.remote().result() == 0
+    assert path.call("c0", "value").result() == 0
     assert c.pid.remote().result() != pid
 
 
-def test_pause_freezes_and_resume_delivers(cluster):
-    c = cluster.spawn(Counter, name="c0")
+def test_pause_freezes_and_resume_delivers(cluster, path):
+    c = cluster.spawn(Counter, name="c0", worker="w0")
     pid = c.pid.remote().result()
     cluster.pause("c0")
     with open(f"/proc/{pid}/stat") as f:
         assert f.read().split(")")[-1].split()[0] == "T"  # stopped by SIGSTOP
-    pending = c.incr.remote(1)
+    pending = path.call("c0", "incr", 1)
     with pytest.raises(ActorTimeoutError, match="paused"):
-        c.incr.remote(1).result(timeout=0.3)
+        path.call("c0", "incr", 1).result(timeout=0.3)
     assert not pending.done()
     cluster.resume("c0")
     assert pending.result(timeout=5) in (1, 2)
     assert c.value.remote().result() == 2  # both calls ran after resume
 
 
-def test_partition_cuts_between_groups_only(cluster):
-    a = cluster.spawn(Counter, name="a", worker="w0")
-    r = cluster.spawn(Relay, name="r", worker="w1")
-    cluster.partition(["a"], ["r"])
+def test_partition_cuts_between_groups_only(cluster, path):
+    cluster.spawn(Counter, name="a", worker="w0")
+    cluster.partition([path.src], ["a"])
     with pytest.raises(ActorTimeoutError):
-        r.call.remote(a, 1).result(timeout=5)  # r's own wait times out after the cluster timeout
-    assert a.incr.remote(0).result() == 0  # the driver is in no group: still reaches a
+        path.call("a", "incr", 1).result(timeout=0.5)
+    if path.kind == "direct":  # the driver is in no group: it still reaches a
+        assert cluster.handle("a").incr.remote(0).result() == 0
     cluster.heal()
-    assert r.call.remote(a, 1).result() == 1
-    dropped = cluster.trace()[lambda t: (t.src == "r") & (t.dst == "a")]
-    assert "dropped" in set(dropped["fate"])
+    assert path.call("a", "incr", 1).result() == 1
+    dropped = path.trace("a")
+    assert "dropped" in set(dropped[dropped.src == path.src]["fate"])
 
 
-def test_partition_by_worker_and_driver(cluster):
-    a = cluster.spawn(Counter, name="a", worker="w0")
-    cluster.partition(["driver"], ["w0"])
+def test_partition_by_worker(cluster, path):
+    cluster.spawn(Counter, name="a", worker="w0")
+    cluster.partition([path.group], ["w0"])
     with pytest.raises(ActorTimeoutError):
-        a.incr.remote().result(timeout=0.3)
+        path.call("a", "incr").result(timeout=0.3)
     cluster.heal()
-    assert a.value.remote().result() == 0  # the cut request never arrived
+    assert path.call("a", "value").result() == 0  # the cut request never arrived
 
 
-def test_drop_all_then_none(cluster):
-    c = cluster.spawn(Counter, name="c0")
-    cluster.set_network(drop=1.0)
+def test_drop_all_then_none(cluster, path):
+    cluster.spawn(Counter, name="c0", worker="w0")
+    cluster.set_network(drop=1.0, link=path.link)  # routed: every link; direct: every link w1 - w0
     with pytest.raises(ActorTimeoutError, match="dropped"):
-        c.incr.remote().result(timeout=0.2)
-    cluster.set_network(drop=0.0)
-    assert c.value.remote().result() == 0
-    fates = cluster.trace()["fate"].tolist()
+        path.call("c0", "incr").result(timeout=0.2)
+    cluster.set_network(drop=0.0, link=path.link)
+    assert path.call("c0", "value").result() == 0
+    fates = path.trace("c0")["fate"].tolist()
     assert fates[0] == "dropped" and fates[-1] == "delivered"
 
 
-def test_drop_rate_is_about_right(cluster):
-    r = cluster.spawn(Relay)
-    cluster.set_network(drop=0.3)
-    for i in range(1000):
-        r.receive.send(i)
-    cluster.set_network()
-    trace = cluster.trace()
+def test_drop_rate_is_about_right(cluster, path):
+    r = cluster.spawn(Relay, name="r", worker="w0")
+    cluster.set_network(drop=0.3, link=path.link)
+    path.send_each("r", "receive", [(i,) for i in range(1000)])
+    cluster.set_network(link=path.link)
+    trace = path.trace("r")
     sends = trace[trace.kind == "send"]
+    assert len(sends) == 1000
     dropped = (sends.fate == "dropped").mean()
     assert 0.22 < dropped < 0.38
-    delivered = sends[sends.fate != "dropped"].shape[0]
-    wait_until(lambda: len(r.received.remote().result()) == delivered)
+    delivered = sends[sends.fate != "dropped"]
+    wait_until(lambda: r.received.remote().result() == sorted(r.received.remote().result()))
+    wait_until(lambda: len(r.received.remote().result()) == len(delivered))
 
 
-def test_delay_reorders_and_duplicate_doubles(cluster):
-    r = cluster.spawn(Relay)
-    cluster.set_network(delay=(0.0, 0.05))
-    for i in range(40):
-        r.receive.send(i)
+def test_delay_reorders_and_duplicate_doubles(cluster, path):
+    r = cluster.spawn(Relay, name="r", worker="w0")
+    cluster.set_network(delay=(0.0, 0.05), link=path.link)
+    path.send_each("r", "receive", [(i,) for i in range(40)])
     wait_until(lambda: len(r.received.remote().result()) == 40)
     got = r.received.remote().result()
     assert sorted(got) == list(range(40)) and got != list(range(40))
-    assert "delayed" in set(cluster.trace()["fate"])
-    cluster.set_network(duplicate=1.0)
-    r2 = cluster.spawn(Relay)
-    r2.receive.send("x")
+    assert "delayed" in set(path.trace("r")["fate"])
+    cluster.set_network(duplicate=1.0, link=path.link)
+    r2 = cluster.spawn(Relay, name="r2", worker="w0")
+    path.send("r2", "receive", "x")
     wait_until(lambda: r2.received.remote().result() == ["x", "x"])
+    assert path.call("r2", "received").result() == ["x", "x"]  # a duplicated reply resolves once
 
 
-def test_per_link_faults_leave_other_links_alone(cluster):
-    a = cluster.spawn(Counter, name="a")
-    b = cluster.spawn(Counter, name="b")
-    cluster.set_network(drop=1.0, link=("driver", "a"))
+def test_a_delayed_message_does_not_hold_back_the_next(cluster, path):
+    r = cluster.spawn(Relay, name="r", worker="w0")
+    cluster.set_network(delay=0.5, link=(path.src, "r"))
+    path.send("r", "receive", "late")
+    cluster.set_network(link=(path.src, "r"))
+    start = time.monotonic()
+    path.send("r", "receive", "early")
+    wait_until(lambda: r.received.remote().result() == ["early"], timeout=0.4)
+    assert time.monotonic() - start < 0.4
+    wait_until(lambda: r.received.remote().result() == ["early", "late"])
+
+
+def test_per_link_faults_leave_other_links_alone(cluster, path):
+    cluster.spawn(Counter, name="a", worker="w0")
+    cluster.spawn(Counter, name="b", worker="w0")
+    cluster.set_network(drop=1.0, link=(path.src, "a"))
     with pytest.raises(ActorTimeoutError):
-        a.incr.remote().result(timeout=0.2)
-    assert b.incr.remote().result() == 1
-    cluster.set_network(drop=0.0, link=("driver", "a"))
-    assert a.value.remote().result() == 0
+        path.call("a", "incr").result(timeout=0.2)
+    assert path.call("b", "incr").result() == 1
+    cluster.set_network(drop=0.0, link=(path.src, "a"))
+    assert path.call("a", "value").result() == 0
+
+
+def test_status_and_trace_frames(cluster, path):
+    cluster.spawn(Counter, name="c0", worker="w0")
+    for _ in range(3):
+        path.call("c0", "incr").result()
+    status = cluster.status()
+    assert list(status.columns) == ["name", "class", "worker", "pid", "state", "restarts",
+                                    "queue", "msgs_in", "msgs_out"]
+    row = status.set_index("name").loc["c0"]
+    assert (row["class"], row["msgs_in"], row["msgs_out"], row["queue"]) == ("Counter", 3, 3, 0)
+    trace = cluster.trace()
+    assert list(trace.columns) == ["time", "kind", "src", "dst", "method", "bytes", "fate"]
+    assert trace["time"].is_monotonic_increasing
+    between = path.trace("c0")
+    assert between["kind"].tolist() == ["call", "reply"] * 3
+    assert between["src"].tolist() == [path.src, "c0"] * 3
+    assert set(between["fate"]) == {"delivered"}
+    assert len(cluster.trace(2)) == 2
+
+
+def test_queue_depth_counts_waiting_messages(cluster, path):
+    cluster.spawn(Counter, name="c0", worker="w0")
+    path.send("c0", "sleep", 0.5)
+    path.send("c0", "incr", 1, times=5)
+    assert cluster.status().set_index("name").loc["c0", "queue"] >= 5
+    wait_until(lambda: cluster.status().set_index("name").loc["c0", "queue"] == 0)
+
+
+@pytest.mark.parametrize("kind", ["routed", "direct"])
+def test_trace_is_bounded(kind):
+    with Cluster(2, trace_size=50) as cl:
+        cl.spawn(Counter, name="c", worker="w0")
+        path = Path(cl, kind)
+        for _ in range(100):
+            path.call("c", "incr").result()
+        assert len(cl.trace()) == 50
+
+
+def _fates(seed: int, kind: str, crosstalk: bool) -> list[str]:
+    with Cluster(2, seed=seed, echo=False) as cl:
+        cl.spawn(Relay, name="r", worker="w0")
+        cl.spawn(Relay, name="q", worker="w0")
+        path = Path(cl, kind)
+        cl.set_network(drop=0.4, duplicate=0.2, link=path.link)
+        for i in range(20):
+            if crosstalk:  # traffic on another link draws from that link's RNG only
+                path.send("q", "receive", i, times=3)
+            path.send("r", "receive", i, times=5)
+        sends = path.trace("r")
+        return sends[sends.kind == "send"]["fate"].tolist()
+
+
+@pytest.mark.parametrize("kind", ["routed", "direct"])
+def test_fates_are_reproducible_from_the_seed_per_link(kind):
+    first = _fates(11, kind, crosstalk=False)
+    assert len(first) >= 100 and {"dropped", "delivered", "duplicated"} <= set(first)
+    assert _fates(11, kind, crosstalk=True) == first
+    assert _fates(12, kind, crosstalk=False) != first
 
 
 def test_network_settings_are_validated(cluster):
@@ -306,37 +388,6 @@ def test_network_settings_are_validated(cluster):
         cluster.partition(["a"], ["a"])
     with pytest.raises(ValueError, match="at least two groups"):
         cluster.partition(["a"])
-
-
-def test_status_and_trace_frames(cluster):
-    c = cluster.spawn(Counter, name="c0")
-    for _ in range(3):
-        c.incr.remote().result()
-    status = cluster.status()
-    assert list(status.columns) == ["name", "class", "worker", "pid", "state", "restarts",
-                                    "queue", "msgs_in", "msgs_out"]
-    row = status.set_index("name").loc["c0"]
-    assert (row["class"], row["msgs_in"], row["msgs_out"], row["queue"]) == ("Counter", 3, 3, 0)
-    trace = cluster.trace()
-    assert list(trace.columns) == ["time", "kind", "src", "dst", "method", "bytes", "fate"]
-    assert trace["kind"].tolist() == ["call", "reply"] * 3
-    assert len(cluster.trace(2)) == 2
-
-
-def test_queue_depth_counts_waiting_messages(cluster):
-    c = cluster.spawn(Counter, name="c0")
-    c.sleep.send(0.5)
-    for _ in range(5):
-        c.incr.send(1)
-    assert cluster.status().set_index("name").loc["c0", "queue"] >= 5
-    wait_until(lambda: cluster.status().set_index("name").loc["c0", "queue"] == 0)
-
-
-def test_trace_is_bounded():
-    with Cluster(1, trace_size=50) as cl:
-        c = cl.spawn(Counter)
-        cl.gather([c.incr.remote() for _ in range(100)])
-        assert len(cl.trace()) == 50
 
 
 def test_run_and_execute_on_every_worker(cluster):

@@ -97,3 +97,53 @@ def test_trace_is_bounded_and_counters_add_up():
 def test_bad_fault_settings_name_the_setting(kwargs, message):
     with pytest.raises(ValueError, match=message):
         make_faults(**kwargs)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_each_link_draws_its_own_reproducible_fates(seed):
+    """The fates of one link do not depend on traffic on other links, nor on which copy decides."""
+    faults = make_faults(drop=0.3, delay=(0.0, 0.1), duplicate=0.2)
+    alone, busy = network(seed), network(seed)
+    for net in (alone, busy):
+        net.set_faults(faults)
+    quiet = [alone.decide("call", "a", "c", "m", 1) for _ in range(200)]
+    noisy = []
+    for i in range(200):
+        busy.decide("reply", "c", "a", "m", 1)  # the other direction is another link
+        for _ in range(i % 3):
+            busy.decide("send", "b", "d", "m", 1)
+        noisy.append(busy.decide("call", "a", "c", "m", 1))
+    assert quiet == noisy
+    copy = Network(WORKER.get, seed=seed)  # a worker's copy, given the driver's settings
+    copy.load(alone.export())
+    fresh = network(seed)
+    fresh.set_faults(faults)
+    assert [copy.decide("call", "a", "c", "m", 1) for _ in range(200)] == \
+        [fresh.decide("call", "a", "c", "m", 1) for _ in range(200)]
+    other = network(seed + 1)
+    other.set_faults(faults)
+    assert [other.decide("call", "a", "c", "m", 1) for _ in range(200)] != quiet
+
+
+def test_exported_settings_decide_alike_and_pauses_hold_by_worker():
+    master = network()
+    master.partition([["a", "w1"], ["b"]])
+    master.set_faults(make_faults(drop=1.0), link=("a", "b"))
+    master.set_paused("w1", True)
+    copy = Network(WORKER.get, seed=0)
+    copy.load(master.export())
+    assert copy.settings() == master.settings()
+    assert copy.decide("call", "b", "c", "m", 1) == []  # across the partition
+    assert copy.decide("call", "a", "c", "m", 1) == [0.0]  # c is on w1, a's group
+    assert copy.holds("c") and copy.holds("d") and not copy.holds("a")
+    master.set_paused("w1", False)
+    copy.load(master.export())
+    assert not copy.holds("c")
+
+
+def test_take_trace_hands_over_rows_once():
+    net = network()
+    net.decide("send", "a", "b", "m", 1)
+    net.decide("send", "a", "b", "m", 1)
+    assert len(net.take_trace()) == 2 and net.take_trace() == []
+    assert net.sent["a"] == 2  # the counters stay

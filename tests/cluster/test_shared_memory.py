@@ -9,7 +9,8 @@ import pytest
 from mlsys_ext.cluster import Cluster
 from tests.conftest import wait_until
 
-from .actors import ArrayKeeper
+from .actors import ArrayKeeper, SharingPeer
+from .paths import PATHS, Path
 
 BIG = 1 << 20  # float32 elements: 4 MiB, well above the 256 KiB threshold
 
@@ -21,7 +22,7 @@ def open_fds() -> int:
 @pytest.fixture
 def pair():
     with Cluster(2, timeout=20.0, seed=0, echo=False) as c:
-        yield c, c.spawn(ArrayKeeper, name="a", worker="w0"), c.spawn(ArrayKeeper, name="b", worker="w1")
+        yield c, c.spawn(SharingPeer, name="a", worker="w0"), c.spawn(SharingPeer, name="b", worker="w1")
 
 
 def test_a_large_argument_arrives_as_a_read_only_view_of_shared_memory(pair):
@@ -66,29 +67,47 @@ def test_an_array_received_goes_on_as_the_same_memory_without_a_copy(pair):
     assert back.base is not None and back.sum() == BIG, "a returned view comes back as shared memory"
 
 
-def test_faults_apply_to_shared_messages_and_leak_nothing(pair):
+@pytest.mark.parametrize("kind", PATHS)
+def test_faults_apply_to_shared_messages_and_leak_nothing(pair, kind):
+    """Routed: from the driver. Direct: the driver hands b the array, and b sends it on to a over
+    their direct socket (the same memfd, beside the frame)."""
     cluster, a, b = pair
+    path = Path(cluster, kind, sender="b")
+    link = path.link and ("b", "a")
     array = np.ones(BIG, dtype=np.float32)
-    a.describe.remote(array).result()  # the first call opens what every later one reuses
+    assert path.call("a", "describe", array).result()["mapped"]  # the first call opens what later ones reuse
     baseline, workers = open_fds(), {w: r.get() for w, r in cluster.run(lambda: len(os.listdir("/proc/self/fd"))).items()}
-    cluster.set_network(duplicate=1.0)
-    a.keep.send(array)
+    cluster.set_network(duplicate=1.0, link=link)
+    path.send("a", "keep", array)
     assert wait_until(lambda: a.keep.remote(array[:10]).result() >= 3), "the send arrived twice"
-    cluster.set_network(drop=1.0)
-    for _ in range(5):
-        a.keep.send(array)
-    cluster.set_network(delay=0.05)
-    assert a.describe.remote(array).result()["mapped"]
+    cluster.set_network(drop=1.0, link=link)
+    path.send("a", "keep", array, times=5)
+    cluster.set_network(delay=0.05, link=link)
+    assert path.call("a", "describe", array).result()["mapped"]
     cluster.pause("a")
-    held = a.describe.remote(array)
+    held = path.call("a", "describe", array)
     cluster.resume("a")
     assert held.result()["sum"] == BIG
-    cluster.set_network()
+    cluster.set_network(link=link)
     a.forget.remote().result()
     gc.collect()
     assert wait_until(lambda: open_fds() <= baseline), "the driver holds no memfd"
     after = {w: r.get() for w, r in cluster.run(lambda: len(os.listdir("/proc/self/fd"))).items()}
     assert all(after[w] <= workers[w] for w in workers), f"no worker holds a memfd: {workers} -> {after}"
+
+
+@pytest.mark.parametrize("kind", PATHS)
+def test_a_delayed_shared_message_outlives_its_sender_dropping_it(pair, kind):
+    """A delayed copy keeps its memfd open (the sender let go of the array long before)."""
+    cluster, a, b = pair
+    path = Path(cluster, kind, sender="b")
+    cluster.set_network(delay=0.3, duplicate=1.0, link=(path.src, "a"))
+    path.send("a", "keep", np.full(BIG, 2.0, dtype=np.float32))
+    gc.collect()
+    if path.kind == "direct":  # the driver's own link to a is clean
+        assert a.kept_sums.remote().result() == [], "both copies are still on their way"
+    assert wait_until(lambda: a.kept_sums.remote().result() == [2.0 * BIG] * 2)
+    assert b.mapped_memfds.remote().result() == [], "the sender maps nothing once it has sent"
 
 
 def test_shared_memory_needs_no_file_and_can_be_turned_off():
