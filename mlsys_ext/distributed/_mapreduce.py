@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cluster import ActorDiedError, Cluster
+from ..cluster import ActorDiedError, ActorTimeoutError, Cluster
 from ..sketches import hash64
 
 POLL_SECONDS = 0.002  # the master's look at its futures: tasks take milliseconds
@@ -167,9 +167,23 @@ def _worker_actors(cluster: Cluster) -> tuple[Path, dict]:
                     shutil.rmtree(root, ignore_errors=True)
 
             cluster.on_change(forget)
-            cluster.gather([handle.ready.remote() for handle in handles.values()])  # built, before any clock
+            for handle in handles.values():  # built, before any clock; asked again if a fault lost the answer
+                _until_answered(handle.ready, cluster)
             _workers[id(cluster)] = root, handles
         return _workers[id(cluster)]
+
+
+def _until_answered(method, cluster: Cluster) -> None:
+    """Call ``method`` until an answer comes (a lossy network drops calls), for up to the
+    cluster's timeout; then raise its ActorTimeoutError."""
+    deadline = time.monotonic() + cluster.timeout
+    while True:
+        try:
+            method.remote().result(timeout=min(1.0, max(0.01, deadline - time.monotonic())))
+            return
+        except ActorTimeoutError:
+            if time.monotonic() >= deadline:
+                raise
 
 
 def _sources(inputs) -> list[tuple[str, str | None]]:
@@ -253,8 +267,8 @@ class _Master:
         self.out_dir, self.progress = out_dir, progress
         self.job = uuid.uuid4().hex[:12]
         self.attempts: list[_Attempt] = []
-        self.running: dict[str, _Attempt] = {}  # worker -> its attempt in flight
-        self.waking: dict[str, object] = {}  # worker -> the future of its ready(): it is restarting
+        self.running: list[_Attempt] = []  # attempts not yet answered (a dropped call never is)
+        self.waking: dict[str, tuple] = {}  # worker -> (its ready() future, when asked): it is restarting
         self.done: dict[tuple, _Attempt] = {}  # task -> the attempt whose result was taken
         self.incarnations: dict[str, str] = {}  # worker -> the incarnation its outputs came from
         self.durations = {"map": [], "reduce": []}
@@ -274,8 +288,7 @@ class _Master:
                 self._collect()
                 maps_done = all(task in self.done for task in maps)
                 pending = [task for task in (reduces if maps_done else maps) if task not in self.done]
-                for worker in self.actors:
-                    if worker not in self.running and worker not in self.waking:
+                for worker in self._free_workers():
                         task, backup = self._next_task(pending)
                         if task is None:
                             break
@@ -284,7 +297,7 @@ class _Master:
         finally:
             for bar in self.bars.values():
                 bar.close()
-        for attempt in self.running.values():  # still running: a copy whose twin won, or a straggler
+        for attempt in self.running:  # still running: a copy whose twin won, a straggler, or a lost call
             attempt.outcome = "backup" if attempt.backup else "superseded"
         for worker in self.actors:  # the intermediate files are no longer needed (a straggler may add some back)
             shutil.rmtree(self.scratch / worker / self.job, ignore_errors=True)
@@ -299,7 +312,7 @@ class _Master:
         """(task, is it a backup) for a free worker: an idle task first; then a task whose only
         attempt has run past task_timeout; then, with backups on, a straggler."""
         in_flight = defaultdict(list)
-        for attempt in self.running.values():
+        for attempt in self.running:
             in_flight[attempt.task].append(attempt)
         idle = [task for task in pending if not in_flight[task]]
         if idle:
@@ -310,11 +323,9 @@ class _Master:
         straggling = max(MIN_STRAGGLER_SECONDS, STRAGGLER_FACTOR * statistics.median(durations)) \
             if durations else self.task_timeout
         for task in pending:
-            attempts = in_flight[task]
-            if len(attempts) == 1:
-                ran = now - attempts[0].start
-                if ran > self.task_timeout or (self.backup_tasks and ran > straggling):
-                    return task, True
+            ran = min(now - attempt.start for attempt in in_flight[task])
+            if ran > self.task_timeout or (self.backup_tasks and len(in_flight[task]) == 1 and ran > straggling):
+                return task, True
         return None, False
 
     def _dispatch(self, worker: str, task: tuple, backup: bool) -> None:
@@ -329,23 +340,34 @@ class _Master:
             future = actor.reduce.remote(index, inputs, self.reduce_fn, str(self.out_dir))
         attempt = _Attempt(task, number, worker, future, time.monotonic(), backup)
         self.attempts.append(attempt)
-        self.running[worker] = attempt
+        self.running.append(attempt)
+
+    def _free_workers(self) -> list[str]:
+        """Workers with no attempt younger than task_timeout and not restarting: one whose call
+        was lost (dropped, or its worker paused) gets new work once that call has timed out."""
+        now = time.monotonic()
+        busy = {a.worker for a in self.running if now - a.start <= self.task_timeout}
+        return [worker for worker in self.actors if worker not in busy and worker not in self.waking]
 
     def _collect(self) -> None:
-        for worker, future in list(self.waking.items()):
+        now = time.monotonic()
+        for worker, (future, asked) in list(self.waking.items()):
             if future.done():
                 del self.waking[worker]  # back (or dead again: its next task will say so)
-        for worker, attempt in list(self.running.items()):
+            elif now - asked > self.task_timeout:  # the question or its answer was lost: ask again
+                self.waking[worker] = self.actors[worker].ready.remote(), now
+        for attempt in list(self.running):
             if not attempt.future.done():
                 continue
-            del self.running[worker]
+            self.running.remove(attempt)
+            worker = attempt.worker
             attempt.end = time.monotonic()
             try:
                 result = attempt.future.result(0)
             except ActorDiedError:
                 attempt.outcome = "failed"
                 self._worker_lost(worker)
-                self.waking[worker] = self.actors[worker].ready.remote()  # no task waits on its restart
+                self.waking[worker] = self.actors[worker].ready.remote(), now  # no task waits on its restart
                 continue
             except Exception as error:  # the user's function raised: it would raise again anywhere
                 raise MapReduceError(f"{attempt.task[0]} task {attempt.task[1]} raised on {worker}: "

@@ -115,7 +115,7 @@ class ShardingPanel(LabPanel):
             "shards": slider(widgets.IntSlider, "shards", RANGES["shards"], value=shards),
             "vnodes": slider(widgets.IntSlider, "vnodes", RANGES["vnodes"], value=vnodes),
             "skew": slider(widgets.FloatSlider, "Zipf skew", RANGES["skew"], value=skew, step=0.05),
-            "salts": slider(widgets.IntSlider, f"salts of the {HOT_KEYS} hottest", RANGES["salts"], value=salts),
+            "salts": slider(widgets.IntSlider, "hot-key salts", RANGES["salts"], value=salts),
             "n_keys": slider(widgets.IntSlider, "keys", RANGES["keys"], value=keys, step=10_000),
         }
         super().__init__("Sharding: load per shard and keys moved on a resize", controls)

@@ -236,3 +236,16 @@ def test_pagerank_as_iterated_mapreduce_equals_the_power_iteration(cluster):
     ranks = pagerank_mapreduce(cluster, edges, 200, iterations=10, shards=3)
     np.testing.assert_allclose(ranks, pagerank(edges, 200, 10), rtol=1e-12)
     assert ranks.sum() == pytest.approx(1.0)
+
+
+@pytest.mark.timeout(120)
+def test_a_lossy_network_costs_time_not_the_answer(cluster):
+    """A dropped call never answers: after task_timeout its worker takes other work and the task a copy."""
+    docs = texts(6)
+    cluster.set_network(drop=0.4)
+    try:
+        res = mapreduce(cluster, list(docs.values()), word_count_map, word_count_reduce, n_reduce=3, task_timeout=0.3,
+                        progress=False)
+    finally:
+        cluster.set_network()
+    assert res.output == word_count(docs) and res.tasks.backup.any()
