@@ -45,8 +45,10 @@ def draw_gantt(res: MapReduceResult, workers: list[str], expected: dict | None =
     ax.set_ylim(-0.6, len(workers) - 0.4)
     ax.set_xlabel("time since the job started (ms)")
     ax.set_ylabel("worker")
-    handles = [ax.bar(0, 0, color=COLORS[kind], label=kind) for kind in COLORS]
-    handles += [ax.bar(0, 0, color="white", edgecolor="black", hatch=STYLES[o][0], label=o)
+    from matplotlib.patches import Patch  # legend entries only: a bar of size 0 would still draw a tick
+
+    handles = [Patch(color=COLORS[kind], label=kind) for kind in COLORS]
+    handles += [Patch(facecolor="white", edgecolor="black", hatch=STYLES[o][0], label=o)
                 for o in ("failed", "lost", "backup")]
     ax.legend(handles=handles, fontsize=6, frameon=False, ncol=5, loc="lower center", bbox_to_anchor=(0.5, 1.0))
     counts = tasks.outcome.value_counts()
