@@ -231,7 +231,7 @@ def mapreduce(cluster: Cluster, inputs, map_fn, reduce_fn, combine_fn=None, n_re
     ``map_fn(name, text)`` yields (key, value) pairs; ``reduce_fn(key, values)`` returns one
     value; ``combine_fn(key, values)``, when given, does the same on the map side, per map
     task. ``n_reduce`` reduce tasks, keys partitioned by ``partitions``. ``workdir`` holds the
-    final files (a new private directory when None). ``progress``: a tqdm bar per phase.
+    final files (when None, a private directory removed when the cluster stops). ``progress``: a tqdm bar per phase.
     Returns when every output file is final; a worker that dies, is killed or pauses
     meanwhile costs time, not the answer."""
     if not isinstance(n_reduce, int) or isinstance(n_reduce, bool) or not 1 <= n_reduce <= 10_000:
@@ -244,16 +244,17 @@ def mapreduce(cluster: Cluster, inputs, map_fn, reduce_fn, combine_fn=None, n_re
     if combine_fn is not None and not callable(combine_fn):
         raise TypeError(f"combine_fn must be a function or None, got {type(combine_fn).__name__}")
     sources = _sources(inputs)
-    if workdir is None:
-        out_dir = Path(tempfile.mkdtemp(prefix="mlsys-mapreduce-out-"))
+    if workdir is not None:
+        stale = sorted(Path(workdir).glob("mr-out-*.pkl"))
+        if stale:
+            raise ValueError(f"workdir {str(workdir)!r} holds the output of an earlier job ({stale[0].name}): "
+                             f"give an empty directory")
+    scratch, actors = _worker_actors(cluster)
+    if workdir is None:  # beside the workers' scratch: removed with it when the cluster stops
+        out_dir = Path(tempfile.mkdtemp(prefix="output-", dir=scratch))
     else:
         out_dir = Path(workdir)
         out_dir.mkdir(parents=True, exist_ok=True)
-        stale = sorted(out_dir.glob("mr-out-*.pkl"))
-        if stale:
-            raise ValueError(f"workdir {str(out_dir)!r} holds the output of an earlier job ({stale[0].name}): "
-                             f"give an empty directory")
-    scratch, actors = _worker_actors(cluster)
     return _Master(scratch, actors, sources, map_fn, reduce_fn, combine_fn, n_reduce, backup_tasks,
                    float(task_timeout), out_dir, progress).run()
 

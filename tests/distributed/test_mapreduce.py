@@ -206,8 +206,9 @@ def test_the_workers_scratch_directories_go_with_the_cluster():
     from mlsys_ext.distributed import _mapreduce
 
     with Cluster(1, timeout=10.0) as fresh:
-        mapreduce(fresh, ["a b a"], word_count_map, word_count_reduce, n_reduce=1, progress=False)
+        res = mapreduce(fresh, ["a b a"], word_count_map, word_count_reduce, n_reduce=1, progress=False)
         root = _mapreduce._workers[id(fresh)][0]
+        assert root in res.files[0].parents  # the default output directory goes with it too
         assert root.is_dir() and oct(root.stat().st_mode & 0o777) == "0o700"
         assert list(root.rglob("map-*")) == []  # a finished job's intermediate files are removed
     assert not root.exists() and id(fresh) not in _mapreduce._workers
