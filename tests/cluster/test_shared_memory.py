@@ -101,7 +101,8 @@ def test_a_delayed_shared_message_outlives_its_sender_dropping_it(pair, kind):
     """A delayed copy keeps its memfd open (the sender let go of the array long before)."""
     cluster, a, b = pair
     path = Path(cluster, kind, sender="b")
-    cluster.set_network(delay=0.3, duplicate=1.0, link=(path.src, "a"))
+    # 2 s: the check below that nothing has arrived must not race the delay on a slow machine
+    cluster.set_network(delay=2.0, duplicate=1.0, link=(path.src, "a"))
     path.send("a", "keep", np.full(BIG, 2.0, dtype=np.float32))
     gc.collect()
     if path.kind == "direct":  # the driver's own link to a is clean
