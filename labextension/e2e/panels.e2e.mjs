@@ -128,17 +128,17 @@ try {
       await box.locator('button', { hasText: /^play$/ }).click();
     }
     const slider = sliderNamed(box, panel.slider);
+    measured.keyToImageMs = await keyToImage(box, slider);  // first, so at the panel's default sizes
+    await settled(box);
     const before = await box.locator('img').first().getAttribute('src');
     measured.dragged = { slider: panel.slider, ...await dragToMiddle(slider) };
     if (measured.dragged.moved) {  // the kernel may not have heard of the drag yet: wait for its image,
-      // or the key press would time that one
+      // or the screenshot would show the picture before it
       await page.waitForFunction(([element, src]) => element.querySelector('img').getAttribute('src') !== src,
         [await box.elementHandle(), before], { timeout: 30_000 }).catch(() => {
         throw new Error(`${panel.label}: no new image 30 s after a drag of ${panel.slider}`);
       });
     }
-    await settled(box);
-    measured.keyToImageMs = await keyToImage(box, slider);
     await settled(box);
     await box.screenshot({ path: panel.screenshot });
     measured.seconds = (Date.now() - started) / 1000;

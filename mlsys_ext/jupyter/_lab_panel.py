@@ -210,3 +210,4 @@ class LabPanel(widgets.VBox):
                     self._idle.set()
                     return
                 self._again = False
+            self.status.value = "measuring ..."  # the newer values: the figures shown are stale

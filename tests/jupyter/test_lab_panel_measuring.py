@@ -141,6 +141,32 @@ def test_a_newer_slider_move_supersedes_a_run_in_progress_which_is_never_drawn()
     assert "measured and drawn" in panel.status.value
 
 
+class GatedPerValue(Gated):
+    """A panel with one gate per slider value and no checkpoint: a move that arrives while a
+    run measures is measured after that run is drawn."""
+
+    def __init__(self):
+        self.gates = {x: threading.Event() for x in range(11)}
+        self.begun = {x: threading.Event() for x in range(11)}
+        super().__init__()
+
+    def measure(self, x):
+        self.begun[x].set()
+        self.gates[x].wait(10)
+        return x
+
+
+def test_the_status_says_measuring_while_a_newer_slider_move_is_measured():
+    panel = GatedPerValue()
+    assert panel.begun[0].wait(10)
+    panel.controls["x"].value = 3
+    panel.gates[0].set()  # x = 0 is drawn, then x = 3 measured
+    assert panel.begun[3].wait(10)
+    assert panel.drawn == [0] and panel.status.value == "measuring ..."  # not x = 0's "measured and drawn"
+    panel.gates[3].set()
+    assert panel.wait(10) and panel.drawn == [0, 3]
+
+
 def test_kmeans_says_why_scikit_learn_has_no_bar(monkeypatch):
     timings = iter([1e-3, 0.9e-3])  # its fit of several iterations no slower than its fit of one
     monkeypatch.setattr(kmeans_panel, "best_seconds", lambda call, repeats, budget: call() or next(timings))
