@@ -3,23 +3,34 @@ from __future__ import annotations
 
 import io
 
+import numpy as np
+
 CSS_DPI = 90  # CSS px per figure inch: the size a plot shows at, and its fonts' scale
 PIXEL_RATIO = 2  # PNG pixels per CSS px: crisp on HiDPI screens, and halved exactly on others
 
 
 def new_figure(width: float = 6.0, height: float = 2.6):
-    """A figure of ``width`` x ``height`` inches; keep it at most 10 (900 CSS px) to fit an output."""
+    """A figure of ``width`` x ``height`` inches; keep it at most 10 (900 CSS px) to fit an output.
+    It lives at the PNG's own resolution: ``savefig`` at another dpi would lay out every text
+    again at each drawing, twice (~30 ms)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height), dpi=CSS_DPI)
+    fig = Figure(figsize=(width, height), dpi=CSS_DPI * PIXEL_RATIO)
+    FigureCanvasAgg(fig)
     # Fixed margins: tight_layout alone costs ~100 ms, half of a slider move's budget.
     fig.subplots_adjust(left=0.12, right=0.98, bottom=0.2, top=0.95)
     return fig
 
 
 def png_of(fig) -> bytes:
+    """The figure as an RGB PNG at zlib level 1: ~19 ms at 1800 x 540 px where savefig's RGBA at
+    level 6 takes ~28, for ~15% more bytes (the plots' white has no alpha to keep)."""
+    from PIL import Image
+
+    fig.canvas.draw()
     out = io.BytesIO()
-    fig.savefig(out, format="png", dpi=CSS_DPI * PIXEL_RATIO)
+    Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3]).save(out, format="png", compress_level=1)
     return out.getvalue()
 
 
@@ -28,9 +39,13 @@ def panel_axes(figure, columns: int, width: float, height: float, **margins):
     one with ``columns`` axes side by side. Building axes and their ticks is about half
     of a three-plot drawing (~70 ms), so panels keep theirs between slider moves."""
     if figure is None:
+        from matplotlib import rc_context
+
         figure = new_figure(width, height)
         figure.subplots_adjust(**margins)
-        for ax in figure.subplots(1, columns, squeeze=False)[0]:
+        with rc_context({"axes.titley": 1.0}):  # a fixed title height: placing it clear of the ticks costs ~15 ms
+            axes = figure.subplots(1, columns, squeeze=False)[0]
+        for ax in axes:
             ax.locator_params(nbins=4)  # every tick label is text to lay out and render: the most costly part
             ax.tick_params(labelsize=7)
         return figure, figure.axes

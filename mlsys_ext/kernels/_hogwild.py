@@ -12,7 +12,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ._backends import resolve_backend
-from ._hogwild_numba import _margins, _sgd_epoch, _sgd_shard
+from ._hogwild_numba import _loss_and_accuracy, _margins, _sgd_epoch, _sgd_shard
 from ._jit import check_threads, compile_kernel, numba_threads
 
 LOSSES = ("log", "hinge")
@@ -92,13 +92,12 @@ def hogwild_sgd(X, y, loss: str = "log", epochs: int = 5, lr: float = 0.1, threa
     w = np.zeros(d, dtype=X.dtype)
     arrays = (X.indptr, X.indices, X.data, labels)
     hinge = loss == "hinge"
-    margins = np.empty(n)
-    compile_seconds = compile_kernel(_margins, X.indptr, X.indices, X.data, w, margins)
+    compile_seconds = compile_kernel(_loss_and_accuracy, X.indptr, X.indices, X.data, w, labels, hinge)
     rows = []
 
     def score(w_now, seconds):  # after each epoch, off the clock
-        _margins(X.indptr, X.indices, X.data, w_now, margins)
-        rows.append((len(rows) + 1, *_loss_and_accuracy(margins, labels, hinge), seconds))
+        rows.append((len(rows) + 1, *_loss_and_accuracy(X.indptr, X.indices, X.data, w_now, labels, hinge),
+                     seconds))
 
     if backend == "numba":
         compile_seconds += _train_numba(arrays, rng, epochs, w, lr, hinge, mode, workers, score)
@@ -195,12 +194,6 @@ def _margins_of(X, w) -> np.ndarray:
     compile_kernel(_margins, X.indptr, X.indices, X.data, w, out)
     _margins(X.indptr, X.indices, X.data, w, out)
     return out
-
-
-def _loss_and_accuracy(margins, labels, hinge) -> tuple[float, float]:
-    z = labels * margins
-    losses = np.maximum(0.0, 1.0 - z) if hinge else np.logaddexp(0.0, -z)
-    return float(losses.mean()), float(np.mean((margins > 0) == (labels > 0)))
 
 
 def _check_X(X):

@@ -136,3 +136,24 @@ def _margins(indptr, indices, data, w, out):
         for k in range(indptr[i], indptr[i + 1]):
             margin += w[indices[k]] * data[k]
         out[i] = margin
+
+
+@njit(parallel=True, nogil=True, fastmath=FASTMATH, cache=True)
+def _loss_and_accuracy(indptr, indices, data, w, y, hinge):
+    """The mean loss and the accuracy of ``w`` on every row (labels ``y`` in {-1, +1}), in one
+    pass over X: no array of margins to write and read back."""
+    n = y.shape[0]
+    total = 0.0
+    correct = 0
+    for i in prange(n):
+        margin = 0.0
+        for k in range(indptr[i], indptr[i + 1]):
+            margin += w[indices[k]] * data[k]
+        z = y[i] * margin
+        if hinge:
+            total += max(0.0, 1.0 - z)
+        else:
+            total += max(-z, 0.0) + np.log1p(np.exp(-abs(z)))  # log(1 + exp(-z)), overflow-free
+        if (margin > 0.0) == (y[i] > 0.0):
+            correct += 1
+    return total / n, correct / n

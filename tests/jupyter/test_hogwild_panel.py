@@ -5,6 +5,7 @@ import pytest
 from ipywidgets.widgets.tests.utils import setup_test_comm, teardown_test_comm
 
 from mlsys_ext.jupyter.hogwild_panel import MODES, HogwildPanel, measure_hogwild
+from mlsys_ext.kernels import sparse_classification
 
 
 @pytest.fixture
@@ -15,7 +16,7 @@ def comm():
 
 
 def test_measurement_runs_the_three_modes_and_the_thread_series():
-    m = measure_hogwild(3000, 2**12, 10, threads=2, epochs=3, lr=0.2, loss="log")
+    m = measure_hogwild(*sparse_classification(3000, 2**12, 10), threads=2, epochs=3, lr=0.2, loss="log")
     assert list(m.runs) == list(MODES) and m.shape == (3000, 4096)
     assert [run.threads for run in m.runs.values()] == [2, 2, 1]
     assert all(len(run.history) == 3 for run in m.runs.values())

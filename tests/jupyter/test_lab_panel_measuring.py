@@ -12,6 +12,7 @@ from mlsys_ext.jupyter import attention_panel, bloom_panel, hogwild_panel, kmean
 from mlsys_ext.jupyter._lab_panel import LabPanel, best_seconds, noise_note, slider
 from mlsys_ext.jupyter._plots import new_figure, png_of
 from mlsys_ext.jupyter.magics import MlsysMagics, default_of
+from mlsys_ext.kernels import sparse_classification
 from mlsys_ext.sketches import BloomFilter
 
 
@@ -69,7 +70,7 @@ def test_kmeans_flags_an_iteration_above_the_matmul_peak():
 
 
 def test_hogwild_flags_a_speedup_above_the_thread_count_only():
-    m = hogwild_panel.measure_hogwild(2_000, 2**10, 8, threads=1, epochs=2, lr=0.1, loss="log")
+    m = hogwild_panel.measure_hogwild(*sparse_classification(2_000, 2**10, 8), threads=1, epochs=2, lr=0.1, loss="log")
     m.threads, m.speedup = np.array([1, 2, 4]), np.array([1.0, 2.05, 3.0])
     assert hogwild_panel.contradictions(m) == []
     m.speedup = np.array([1.0, 3.4, 3.0])
@@ -88,8 +89,8 @@ def test_simhash_flags_a_query_rate_that_rises_with_more_probes():
 def test_the_hogwild_default_problem_cannot_be_separated_so_the_modes_can_differ():
     defaults = {name: default_of(hogwild_panel.HogwildPanel, name)
                 for name in ("rows", "features_log2", "nnz_per_row", "epochs", "lr", "loss")}
-    m = hogwild_panel.measure_hogwild(defaults["rows"], 2 ** defaults["features_log2"], defaults["nnz_per_row"],
-                                      threads=2, epochs=defaults["epochs"], lr=defaults["lr"], loss=defaults["loss"])
+    problem = sparse_classification(defaults["rows"], 2 ** defaults["features_log2"], defaults["nnz_per_row"])
+    m = hogwild_panel.measure_hogwild(*problem, threads=2, epochs=defaults["epochs"], lr=defaults["lr"], loss=defaults["loss"])
     accuracies = [run.history.accuracy.iloc[-1] for run in m.runs.values()]
     assert max(accuracies) < 0.97, accuracies  # the old default (2^18 features) reached 1.0000
 
