@@ -14,6 +14,7 @@ import time
 import traceback
 
 from ._context import set_context
+from ._errors import ClusterError
 from ._wire import dumps, encode_error, loads
 
 # Per thread of a worker: ``actor``, the ActorShell this thread serves, and
@@ -53,6 +54,8 @@ class ActorShell:
         self.context = context
         self.instance = None
         self._parts: dict[str, list[str]] = {}
+        self._answer = None  # how the call being served is answered; None for a send or a timer
+        self._deferred: Reply | None = None  # that call's answer, when its method deferred it
 
     def emit_log(self, stream: str, text: str) -> None:
         raise NotImplementedError
@@ -91,6 +94,40 @@ class ActorShell:
         self.flush_logs()
         return result
 
+    def run_message(self, method: str, payload, answer):
+        """``run_method`` for a message; ``answer(outcome)`` sends a call's reply (None for a
+        one-way send). Returns the outcome to answer now, or None: a send, or a call whose
+        method deferred its answer (``context().defer()``) and did not raise."""
+        self._answer, self._deferred = answer, None
+        try:
+            outcome = self.run_method(method, payload, reply=answer is not None)
+        finally:
+            self._answer, deferred = None, self._deferred
+        if deferred is None or not outcome[0]:
+            if deferred is not None:
+                deferred.sent = True  # the method's error is the answer
+            return outcome
+        return None
+
+    def defer(self) -> "Reply":
+        """The answer to the call being served, for a later method or timer of this actor to send."""
+        if self._answer is None:
+            raise ClusterError("defer() is for a method called with .remote(...): a one-way send or a timer "
+                               "has no caller to answer")
+        if self._deferred is not None:
+            raise ClusterError("this call's answer is deferred already")
+        self._deferred = Reply(self, self._answer)
+        return self._deferred
+
+    def outcome(self, ok: bool, value) -> tuple:
+        """(ok, encoded value or error, its shared memories) for a reply."""
+        if ok:
+            try:
+                return (True, *self.encode(value))
+            except Exception as exc:
+                value = exc
+        return False, encode_error(value), ()
+
     def run_method(self, method: str, payload=None, args=(), kwargs=None, reply: bool = True):
         """Run one method on pickled (args, kwargs) ``payload``, or on ``args``/``kwargs`` (timers).
 
@@ -114,12 +151,38 @@ class ActorShell:
         self.flush_logs()
         if not reply:
             return None
-        if ok:
-            try:
-                return (True, *self.encode(value))
-            except Exception as exc:
-                error = exc
-        return False, encode_error(error), ()
+        return self.outcome(True, value) if ok else self.outcome(False, error)
+
+
+class Reply:
+    """A call's answer that its method deferred (``context().defer()``): the caller's future
+    resolves when the actor sends it, from a later method or timer. An actor collecting
+    messages from its peers answers this way, since a method that waited for them would
+    block the very thread that receives them."""
+
+    def __init__(self, shell: ActorShell, answer):
+        self._shell = shell
+        self._answer = answer
+        self.sent = False
+
+    def send(self, value=None) -> None:
+        """Answer the call with ``value``."""
+        self._settle(True, value)
+
+    def fail(self, error: BaseException) -> None:
+        """Answer the call with ``error``, raised in the caller."""
+        if not isinstance(error, BaseException):
+            raise TypeError(f"fail() needs an exception, got {type(error).__name__}")
+        self._settle(False, error)
+
+    def _settle(self, ok: bool, value) -> None:
+        if self.sent:
+            raise ClusterError("this call was answered already")
+        if getattr(current, "actor", None) is not self._shell:
+            raise ClusterError(f"a deferred answer is sent by its own actor ({self._shell.name!r}), "
+                               "from one of its methods or timers")
+        self.sent = True
+        self._answer(self._shell.outcome(ok, value))
 
 
 class Timers(threading.Thread):

@@ -30,6 +30,15 @@ class ActorContext:
     def cancel_timer(self, timer_id: int) -> None:
         self._timers.cancel(timer_id)
 
+    def defer(self):
+        """Answer the call being served later: returns a ``Reply`` whose ``send(value)`` (or
+        ``fail(error)``), from a later method or timer of this actor, resolves the caller's
+        future. The method's own return value is then ignored; an error it raises is still
+        the answer."""
+        from ._actor import current
+
+        return current.actor.defer()
+
     def handle(self, name: str | None = None):
         """A handle to actor ``name``, or to this actor itself."""
         from ._handle import ActorHandle

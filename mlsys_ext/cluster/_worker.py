@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import ast
 import ctypes
+import functools
 import itertools
 import os
 import resource
@@ -409,7 +410,9 @@ class _ActorHost(ActorShell):
                 header, payload, link = item
                 self.runtime.busy.add(self)
                 try:
-                    outcome = self.run_method(header[4], payload, reply=header[0] == "call")
+                    outcome = self.run_message(header[4], payload,
+                                               functools.partial(self.reply, header, link)
+                                               if header[0] == "call" else None)
                 finally:
                     self.runtime.busy.discard(self)
                 if outcome is not None:
