@@ -1,4 +1,4 @@
-"""Distributed systems: MapReduce on the actor cluster and sharding (collectives will join).
+"""Distributed systems on the actor cluster: MapReduce, all-reduce collectives, and sharding.
 
     from mlsys_ext.cluster import Cluster
     from mlsys_ext.distributed import mapreduce, word_count_map, word_count_reduce
@@ -17,6 +17,13 @@
     keys_moved(ring, keys, "add")         # .moved near .ideal = 1/11 (within ~1/sqrt(v)), .not_monotone 0
     ring.add(10); ring.remove(3)
 
+    from mlsys_ext.distributed import Collective
+
+    with Cluster(2) as cluster:
+        coll = Collective(cluster, ranks=4)          # ring, binomial tree or parameter server
+        sums = coll.allreduce([np.ones(1 << 20, np.float32)] * 4, algorithm="ring")
+        coll.stats                                    # nccl-tests' columns, payload bytes per rank
+
 Schemes share one interface (``place``, ``add``, ``remove``, ``shards``,
 ``memory_bytes``, ``copy``): ``RangeSharding``, ``ModuloSharding``,
 ``ConsistentHashRing``, ``JumpHash``, ``RendezvousHashing``, ``MaglevHashing`` and
@@ -28,6 +35,7 @@ benchmark suite: ``load_balance``, ``keys_moved``, ``monotonicity``; theory line
 
 Pure core: numpy and numba only, no IPython, widget or plotting imports.
 """
+from ._collectives import ALGORITHMS, Collective, bus_bandwidth, ring_bytes_per_rank
 from ._jobs import (
     inverted_index, inverted_index_map, inverted_index_reduce, kmeans_mapreduce, paced_word_count_map, pagerank,
     pagerank_mapreduce, word_count, word_count_map, word_count_reduce,
@@ -40,11 +48,11 @@ from ._sharding import (
     power_of_two_choices, ring_load_cv, salt_keys, salt_variants, uniform_load_cv, zipf_keys,
 )
 
-__all__ = ["BoundedLoadConsistentHashing", "ConsistentHashRing", "JumpHash", "KeysMoved", "LoadBalance",
+__all__ = ["ALGORITHMS", "BoundedLoadConsistentHashing", "Collective", "ConsistentHashRing", "JumpHash", "KeysMoved", "LoadBalance",
            "MaglevHashing", "MapReduceError", "MapReduceResult", "ModuloSharding", "Monotonicity",
-           "RangeSharding", "RendezvousHashing", "ShardedCounter", "ShardingScheme", "hottest",
+           "RangeSharding", "RendezvousHashing", "ShardedCounter", "ShardingScheme", "bus_bandwidth", "hottest",
            "ideal_moved_fraction", "inverted_index", "inverted_index_map", "inverted_index_reduce",
            "keys_moved", "kmeans_mapreduce", "load_balance", "mapreduce", "monotonicity",
            "paced_word_count_map", "pagerank", "pagerank_mapreduce", "partitions", "power_of_two_choices",
-           "ring_load_cv", "salt_keys", "salt_variants", "uniform_load_cv", "word_count", "word_count_map",
+           "ring_bytes_per_rank", "ring_load_cv", "salt_keys", "salt_variants", "uniform_load_cv", "word_count", "word_count_map",
            "word_count_reduce", "zipf_keys"]
