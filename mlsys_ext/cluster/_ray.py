@@ -249,9 +249,11 @@ class _Hosted(ActorShell):
             else:
                 _, method, payload, done = item
                 self.processed += 1
-                outcome = self.run_method(method, payload, reply=done is not None)
-                if done is not None:
-                    _settle(done, outcome[:2])  # Ray's own serialisation carries the arrays
+                # Ray's own serialisation carries the arrays: the reply is (ok, body)
+                answer = None if done is None else (lambda outcome, done=done: _settle(done, outcome[:2]))
+                outcome = self.run_message(method, payload, answer)
+                if outcome is not None:
+                    answer(outcome)
 
 
 class _HostRuntime(_Messenger):

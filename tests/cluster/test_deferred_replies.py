@@ -67,9 +67,9 @@ class Adder:
             self.target.add.send(x)
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    with Cluster(2, timeout=10.0) as c:
+@pytest.fixture(scope="module", params=["local", "ray"])
+def cluster(request):
+    with Cluster(2, backend=request.param, timeout=10.0) as c:
         yield c
 
 

@@ -183,3 +183,13 @@ def test_bad_settings_are_refused_before_any_actor(cluster, kwargs, message):
     with pytest.raises(ValueError, match=message):
         Collective(cluster, **kwargs)
     assert len(cluster.actors) == actors
+
+
+def test_on_ray_every_algorithm_gives_the_exact_sum():
+    with Cluster(2, backend="ray", timeout=20.0) as cluster:
+        coll = Collective(cluster, ranks=3, servers=2)
+        arrays = integer_valued(3, 1_001)
+        for algorithm in ALGORITHMS:
+            for out in coll.allreduce(arrays, algorithm):
+                np.testing.assert_array_equal(out, np.sum(arrays, axis=0))
+        assert sum(coll.stats.sent_bytes_per_rank.iloc[0]) == 2 * 2 * arrays[0].nbytes  # the ring's 2(n-1)S

@@ -1,0 +1,131 @@
+"""The distributed lab's collectives on this machine, beside torch.distributed's Gloo.
+
+    .venv/bin/python benchmarks/bench_distributed.py            # 1M and 16M float32, about 1 minute
+    .venv/bin/python benchmarks/bench_distributed.py --quick    # 1M only, about 20 s
+
+All-reduce of one float32 array per rank, 4 ranks on a 4-worker local cluster (one
+rank per worker process): ring, binomial tree, one parameter server and 4 sharded
+ones, against ``torch.distributed.all_reduce`` with the Gloo backend over 127.0.0.1
+(4 processes, the tensors resident, a barrier before each call). Columns as nccl-tests
+prints them: size, count, type, time (median of the repeats, in-collective: the first
+rank's start to the last rank's end), algbw = S/t and busbw = algbw x 2(n-1)/n; then
+the whole call a user makes (loading the inputs into the ranks and returning the sums),
+which Gloo's resident tensors do not pay. On 2 cores the 4 ranks share them: every
+figure is that of a machine with fewer cores than ranks.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+
+import numpy as np
+
+from mlsys_ext import describe_machine
+from mlsys_ext.cluster import Cluster
+from mlsys_ext.distributed import Collective, bus_bandwidth
+
+RANKS = 4
+REPEATS = 7
+
+
+def ours(sizes: list[int]) -> dict:
+    """(algorithm, count) -> (median in-collective seconds, median whole-call seconds)."""
+    results = {}
+    with Cluster(RANKS, timeout=60.0) as cluster:
+        colls = {"ring": Collective(cluster, RANKS), "tree": Collective(cluster, RANKS),
+                 "ps": Collective(cluster, RANKS, servers=1), "ps x4": Collective(cluster, RANKS, servers=RANKS)}
+        for count in sizes:
+            arrays = [np.full(count, r + 1, dtype=np.float32) for r in range(RANKS)]
+            for name, coll in colls.items():
+                algorithm = name.split()[0]
+                coll.allreduce(arrays, algorithm)  # warm-up: connections, pages
+                for _ in range(REPEATS):
+                    coll.allreduce(arrays, algorithm)
+                rows = coll.stats.tail(REPEATS)
+                results[name, count] = (statistics.median(rows.seconds), statistics.median(rows.call_seconds))
+    return results
+
+
+def _gloo_rank(rank: int, port: int, sizes: list[int], repeats: int, out) -> None:
+    import time
+
+    import torch
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=RANKS)
+    for count in sizes:
+        tensor = torch.full((count,), float(rank + 1))
+        dist.all_reduce(tensor)  # warm-up
+        times = []
+        for _ in range(repeats):
+            tensor.fill_(rank + 1)
+            dist.barrier()
+            start = time.perf_counter()
+            dist.all_reduce(tensor)
+            times.append(time.perf_counter() - start)
+        assert float(tensor[0]) == RANKS * (RANKS + 1) / 2
+        out.put((rank, count, times))
+    dist.destroy_process_group()
+
+
+def gloo(sizes: list[int]) -> dict:
+    """count -> median seconds of Gloo's all_reduce (the slowest rank's time each call), or a reason."""
+    try:
+        import torch
+        import torch.multiprocessing as mp
+    except ImportError:
+        return {"missing": "torch is not installed (pip install -e '.[bench]')"}
+    with socket.socket() as probe:  # a free port on loopback only, for Gloo's rendezvous
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    context = mp.get_context("spawn")
+    out = context.Queue()
+    procs = [context.Process(target=_gloo_rank, args=(r, port, sizes, REPEATS, out)) for r in range(RANKS)]
+    for p in procs:
+        p.start()
+    times = {}
+    for _ in range(RANKS * len(sizes)):
+        rank, count, seconds = out.get(timeout=300)
+        times.setdefault(count, []).append(seconds)
+    for p in procs:
+        p.join(60)
+    return {count: statistics.median(max(per_rank) for per_rank in zip(*ranks))
+            for count, ranks in times.items()} | {"version": torch.__version__}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1M floats only")
+    args = parser.parse_args()
+    print(describe_machine())
+    sizes = [1 << 20] if args.quick else [1 << 20, 1 << 24]
+    mine, peer = ours(sizes), gloo(sizes)
+    print(f"\nall-reduce, {RANKS} ranks, float32, median of {REPEATS} (the whole call: inputs loaded, sums returned)")
+    print(f"{'algorithm':<16}{'size (B)':>13}{'count':>12}{'type':>7}{'time (ms)':>11}{'algbw GB/s':>12}"
+          f"{'busbw GB/s':>12}{'whole call ms':>15}")
+    for count in sizes:
+        size = 4 * count
+        rows = [(name, *mine[name, count]) for name in ("ring", "tree", "ps", "ps x4")]
+        if count in peer:
+            rows.append((f"gloo {peer['version']}", peer[count], None))
+        for name, seconds, whole in rows:
+            algbw = size / seconds / 1e9
+            print(f"{name:<16}{size:>13,}{count:>12,}{'float':>7}{1e3 * seconds:>11.2f}{algbw:>12.3f}"
+                  f"{bus_bandwidth(algbw, RANKS):>12.3f}" + (f"{1e3 * whole:>15.2f}" if whole else f"{'n/a':>15}"))
+    if "missing" in peer:
+        print(f"gloo: {peer['missing']}")
+    big = sizes[-1]
+    ring, ps = mine["ring", big][0], mine["ps", big][0]
+    print(f"\n{'PASS' if ps / ring >= 2 else 'MISS'}: ring >= 2x the single parameter server at {big:,} floats "
+          f"({ps / ring:.2f}x)")
+    if big in peer:
+        print(f"{'PASS' if peer[big] >= ring else 'MISS'}: ring busbw >= Gloo's at {big:,} floats "
+              f"({peer[big] / ring:.2f}x Gloo's time)")
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
