@@ -16,8 +16,8 @@ from IPython.display import display
 from ..cluster import BACKENDS, ActorTimeoutError, Cluster, ClusterError, check_workers
 from ..kernels import BackendUnavailable
 from .._environment import environment, format_environment
-from . import (attention_panel, batching_panel, bloom_panel, cluster_panel, cms_panel, hogwild_panel, kmeans_panel,
-               lsh_panel, mapreduce_panel, raft_panel, sharding_panel)
+from . import (allreduce_panel, attention_panel, batching_panel, bloom_panel, cluster_panel, cms_panel, hogwild_panel,
+               kmeans_panel, lsh_panel, mapreduce_panel, raft_panel, sharding_panel)
 from ._lab_panel import span
 
 WORKER_LIMIT = "1 to 4 per CPU, or $MLSYS_MAX_WORKERS"  # what check_workers allows
@@ -79,6 +79,7 @@ PANELS = (
     {"label": "Batching", "magic": "%batching"},
     {"label": "Sharding", "magic": "%sharding"},
     {"label": "MapReduce", "magic": "%mapreduce"},
+    {"label": "All-reduce", "magic": "%allreduce"},
 )
 _DELAY = re.compile(r"^\s*([0-9.]+)\s*(?:-\s*([0-9.]+))?\s*(ms|s)?\s*$")
 
@@ -264,6 +265,22 @@ class MlsysMagics(Magics):
                                  namespace.get("combine_fn"), args.n_reduce, not args.no_backup, args.task_timeout)
         except (UsageError, ValueError, TypeError, FileNotFoundError) as exc:
             raise UsageError(f"{exc}\n{usage_line(MlsysMagics.mapreduce)}") from None
+
+    @magic_arguments()
+    @argument("--ranks", type=int, default=None,
+              help=f"rank actors, one per worker in turn ({span(*allreduce_panel.RANGES['ranks'])}; "
+                   "default: the cluster's workers)")
+    @argument("--size-log2", type=int, default=default_of(allreduce_panel.AllReducePanel, "size_log2"),
+              help=f"log2 of the float32 vector's length ({span(*allreduce_panel.RANGES['size_log2'])})")
+    @argument("--servers", type=int, default=default_of(allreduce_panel.AllReducePanel, "servers"),
+              help=f"parameter-server shards ({span(*allreduce_panel.RANGES['servers'])})")
+    @line_magic
+    def allreduce(self, line: str = ""):
+        """Open the all-reduce panel on the running cluster: ring, binomial tree and parameter
+        server, time and busbw against size, payload bytes per rank beside the formulas."""
+        cluster = self._current()
+        self._open_panel(MlsysMagics.allreduce, line, lambda a: allreduce_panel.AllReducePanel(
+            cluster, a.ranks, a.size_log2, a.servers))
 
     @magic_arguments()
     @argument("--scheme", default=default_of(sharding_panel.ShardingPanel, "scheme"),
