@@ -23,6 +23,8 @@
         coll = Collective(cluster, ranks=4)          # ring, binomial tree or parameter server
         sums = coll.allreduce([np.ones(1 << 20, np.float32)] * 4, algorithm="ring")
         coll.stats                                    # nccl-tests' columns, payload bytes per rank
+        res = data_parallel_sgd(cluster, X, y, workers=4, sync="async", staleness=2, compression="topk")
+        res.history, res.staleness_violations         # loss per round; 0: the bound held
 
 Schemes share one interface (``place``, ``add``, ``remove``, ``shards``,
 ``memory_bytes``, ``copy``): ``RangeSharding``, ``ModuloSharding``,
@@ -36,6 +38,7 @@ benchmark suite: ``load_balance``, ``keys_moved``, ``monotonicity``; theory line
 Pure core: numpy and numba only, no IPython, widget or plotting imports.
 """
 from ._collectives import ALGORITHMS, Collective, bus_bandwidth, ring_bytes_per_rank
+from ._data_parallel import DataParallelResult, data_parallel_sgd, sequential_sgd
 from ._jobs import (
     inverted_index, inverted_index_map, inverted_index_reduce, kmeans_mapreduce, paced_word_count_map, pagerank,
     pagerank_mapreduce, word_count, word_count_map, word_count_reduce,
@@ -48,11 +51,11 @@ from ._sharding import (
     power_of_two_choices, ring_load_cv, salt_keys, salt_variants, uniform_load_cv, zipf_keys,
 )
 
-__all__ = ["ALGORITHMS", "BoundedLoadConsistentHashing", "Collective", "ConsistentHashRing", "JumpHash", "KeysMoved", "LoadBalance",
-           "MaglevHashing", "MapReduceError", "MapReduceResult", "ModuloSharding", "Monotonicity",
-           "RangeSharding", "RendezvousHashing", "ShardedCounter", "ShardingScheme", "bus_bandwidth", "hottest",
-           "ideal_moved_fraction", "inverted_index", "inverted_index_map", "inverted_index_reduce",
-           "keys_moved", "kmeans_mapreduce", "load_balance", "mapreduce", "monotonicity",
-           "paced_word_count_map", "pagerank", "pagerank_mapreduce", "partitions", "power_of_two_choices",
-           "ring_bytes_per_rank", "ring_load_cv", "salt_keys", "salt_variants", "uniform_load_cv", "word_count", "word_count_map",
-           "word_count_reduce", "zipf_keys"]
+__all__ = ["ALGORITHMS", "BoundedLoadConsistentHashing", "Collective", "ConsistentHashRing", "DataParallelResult",
+           "JumpHash", "KeysMoved", "LoadBalance", "MaglevHashing", "MapReduceError", "MapReduceResult",
+           "ModuloSharding", "Monotonicity", "RangeSharding", "RendezvousHashing", "ShardedCounter",
+           "ShardingScheme", "bus_bandwidth", "data_parallel_sgd", "hottest", "ideal_moved_fraction",
+           "inverted_index", "inverted_index_map", "inverted_index_reduce", "keys_moved", "kmeans_mapreduce",
+           "load_balance", "mapreduce", "monotonicity", "paced_word_count_map", "pagerank", "pagerank_mapreduce",
+           "partitions", "power_of_two_choices", "ring_bytes_per_rank", "ring_load_cv", "salt_keys", "salt_variants",
+           "sequential_sgd", "uniform_load_cv", "word_count", "word_count_map", "word_count_reduce", "zipf_keys"]

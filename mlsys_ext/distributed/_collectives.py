@@ -75,7 +75,9 @@ class _Rank:
         self.peers, self.servers = peers, servers
 
     def load(self, call: int, algorithm: str, array) -> None:
+        early = self.calls[call].early if call in self.calls else {}  # what peers sent before this load
         self.calls[call] = _Call(algorithm, array)
+        self.calls[call].early = early
 
     def forget(self, call: int) -> None:
         """Drop a call the driver gave up on (a message of it was lost)."""
@@ -105,16 +107,27 @@ class _Rank:
         method.send(*args)
 
     def _finish(self, call: int) -> None:
-        c = self.calls.pop(call)
+        c = self._done(call)
+        c.reply.send((c.work, self._stats(c)))
+
+    def _done(self, call: int) -> _Call:
+        """The call, whose sum ``work`` now holds, taken out of those in progress."""
         self.finished.add(call)
-        c.reply.send((c.work, {"rank": self.rank, "start": c.start, "end": time.monotonic(),
-                               "sent_bytes": c.sent_bytes, "messages": c.messages}))
+        return self.calls.pop(call)
+
+    def _stats(self, c: _Call) -> dict:
+        return {"rank": self.rank, "start": c.start, "end": time.monotonic(), "sent_bytes": c.sent_bytes,
+                "messages": c.messages}
 
     def _live(self, call: int) -> _Call | None:
-        """The call a message belongs to, or None for one finished or forgotten."""
+        """The call a message belongs to, or None for one finished or forgotten. A peer may
+        start a call before this rank has its input (data-parallel SGD loads and runs each
+        round in one message): its messages wait in a placeholder for the load."""
         if call in self.finished:
             return None
-        return self.calls.get(call)
+        if call not in self.calls:
+            self.calls[call] = _Call("", np.empty(0))
+        return self.calls[call]
 
     # -- ring: step k sends one chunk right and takes one from the left --------------
     def _ring_chunk(self, k: int) -> int:
