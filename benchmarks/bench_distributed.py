@@ -1,7 +1,7 @@
 """The distributed lab's collectives on this machine, beside torch.distributed's Gloo.
 
-    .venv/bin/python benchmarks/bench_distributed.py            # 1M and 16M float32, about 1 minute
-    .venv/bin/python benchmarks/bench_distributed.py --quick    # 1M only, about 20 s
+    .venv/bin/python benchmarks/bench_distributed.py            # about 1.5 minutes on 2 cores
+    .venv/bin/python benchmarks/bench_distributed.py --quick    # all-reduce of 1M floats only
 
 All-reduce of one float32 array per rank, 4 ranks on a 4-worker local cluster (one
 rank per worker process): ring, binomial tree, one parameter server and 4 sharded
@@ -12,6 +12,9 @@ rank's start to the last rank's end), algbw = S/t and busbw = algbw x 2(n-1)/n; 
 the whole call a user makes (loading the inputs into the ranks and returning the sums),
 which Gloo's resident tensors do not pay. On 2 cores the 4 ranks share them: every
 figure is that of a machine with fewer cores than ranks.
+
+Then Hogwild! on the same sparse data: the kernels lab's threads against the cluster's
+processes updating one weight vector in shared memory (``hogwild_processes``).
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ from mlsys_ext.distributed import Collective, bus_bandwidth
 
 RANKS = 4
 REPEATS = 7
+HOGWILD_ROWS, HOGWILD_EPOCHS = 400_000, 5
 
 
 def ours(sizes: list[int]) -> dict:
@@ -96,6 +100,31 @@ def gloo(sizes: list[int]) -> dict:
             for count, ranks in times.items()} | {"version": torch.__version__}
 
 
+def hogwild_rows() -> list[str]:
+    """Lock-free SGD with the workers as threads of one process (the kernels lab's) and as
+    processes of the cluster (one shared-memory weight vector), on the same data."""
+    from mlsys_ext.distributed import hogwild_processes
+    from mlsys_ext.kernels import hogwild_sgd, sparse_classification
+
+    X, y = sparse_classification(HOGWILD_ROWS, 2**16, 16, seed=0)
+    runs = {"serial": hogwild_sgd(X, y, epochs=HOGWILD_EPOCHS, mode="serial", seed=0, backend="numba")}
+    for threads in (1, 2):
+        runs[f"threads x{threads}"] = hogwild_sgd(X, y, epochs=HOGWILD_EPOCHS, threads=threads, seed=0,
+                                                  backend="numba")
+    with Cluster(2, timeout=60.0) as cluster:
+        for workers in (1, 2):
+            hogwild_processes(cluster, X, y, workers, epochs=1, seed=0)  # warm-up: numba's cache, the mappings
+            runs[f"processes x{workers}"] = hogwild_processes(cluster, X, y, workers, epochs=HOGWILD_EPOCHS, seed=0)
+    serial = runs["serial"].history.seconds.median()
+    lines = [f"\nHogwild, {HOGWILD_ROWS:,} rows x 65,536 features, 16 nonzeros a row, {HOGWILD_EPOCHS} epochs "
+             "(median epoch; processes: the driver's whole epoch, orders sent and answers gathered)",
+             f"{'workers':<16}{'ms/epoch':>10}{'vs serial':>11}{'accuracy':>10}"]
+    for name, run in runs.items():
+        median = run.history.seconds.median()
+        lines.append(f"{name:<16}{1e3 * median:>10.2f}{serial / median:>10.2f}x{run.history.accuracy.iloc[-1]:>10.4f}")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="1M floats only")
@@ -124,6 +153,8 @@ def main() -> None:
     if big in peer:
         print(f"{'PASS' if peer[big] >= ring else 'MISS'}: ring busbw >= Gloo's at {big:,} floats "
               f"({peer[big] / ring:.2f}x Gloo's time)")
+    if not args.quick:
+        print("\n".join(hogwild_rows()))
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 

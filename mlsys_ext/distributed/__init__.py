@@ -39,6 +39,7 @@ Pure core: numpy and numba only, no IPython, widget or plotting imports.
 """
 from ._collectives import ALGORITHMS, Collective, bus_bandwidth, ring_bytes_per_rank
 from ._data_parallel import DataParallelResult, data_parallel_sgd, sequential_sgd
+from ._hogwild_processes import hogwild_processes
 from ._jobs import (
     inverted_index, inverted_index_map, inverted_index_reduce, kmeans_mapreduce, paced_word_count_map, pagerank,
     pagerank_mapreduce, word_count, word_count_map, word_count_reduce,
@@ -54,7 +55,7 @@ from ._sharding import (
 __all__ = ["ALGORITHMS", "BoundedLoadConsistentHashing", "Collective", "ConsistentHashRing", "DataParallelResult",
            "JumpHash", "KeysMoved", "LoadBalance", "MaglevHashing", "MapReduceError", "MapReduceResult",
            "ModuloSharding", "Monotonicity", "RangeSharding", "RendezvousHashing", "ShardedCounter",
-           "ShardingScheme", "bus_bandwidth", "data_parallel_sgd", "hottest", "ideal_moved_fraction",
+           "ShardingScheme", "bus_bandwidth", "data_parallel_sgd", "hogwild_processes", "hottest", "ideal_moved_fraction",
            "inverted_index", "inverted_index_map", "inverted_index_reduce", "keys_moved", "kmeans_mapreduce",
            "load_balance", "mapreduce", "monotonicity", "paced_word_count_map", "pagerank", "pagerank_mapreduce",
            "partitions", "power_of_two_choices", "ring_bytes_per_rank", "ring_load_cv", "salt_keys", "salt_variants",
