@@ -82,13 +82,16 @@ class _MapReduceWorker:
         name, text = source
         if text is None:
             text = Path(name).read_text()
-        pairs = list(map_fn(name, text))
+        groups = defaultdict(list)  # key -> its values in the order emitted: one hash per key, not per pair
+        for key, value in map_fn(name, text):
+            groups[key].append(value)
         buckets = [[] for _ in range(n_reduce)]
-        if pairs:
-            for pair, r in zip(pairs, partitions([key for key, _ in pairs], n_reduce)):
-                buckets[r].append(pair)
-        if combine_fn is not None:
-            buckets = [[(key, combine_fn(key, values)) for key, values in _grouped(bucket)] for bucket in buckets]
+        if groups:
+            for (key, values), r in zip(groups.items(), partitions(list(groups), n_reduce)):
+                if combine_fn is None:
+                    buckets[r].extend((key, value) for value in values)
+                else:
+                    buckets[r].append((key, combine_fn(key, values)))
         directory = self.scratch / job
         directory.mkdir(mode=0o700, exist_ok=True)
         files = []
@@ -290,9 +293,8 @@ class _Master:
                 maps_done = all(task in self.done for task in maps)
                 pending = [task for task in (reduces if maps_done else maps) if task not in self.done]
                 for worker in self._free_workers():
-                        task, backup = self._next_task(pending)
-                        if task is None:
-                            break
+                    task, backup = self._next_task(pending, worker)
+                    if task is not None:
                         self._dispatch(worker, task, backup)
                 time.sleep(POLL_SECONDS)
         finally:
@@ -309,9 +311,11 @@ class _Master:
                 output.update(pickle.load(f))
         return MapReduceResult(output, files, self._table(), time.perf_counter() - started)
 
-    def _next_task(self, pending):
-        """(task, is it a backup) for a free worker: an idle task first; then a task whose only
-        attempt has run past task_timeout; then, with backups on, a straggler."""
+    def _next_task(self, pending, worker: str):
+        """(task, is it a backup) for free ``worker``: an idle task first; then a task whose only
+        attempt has run past task_timeout; then, with backups on, a straggler. Not a copy of a
+        task the worker holds already while another worker could take it: a paused worker's
+        lost call looks like a free worker."""
         in_flight = defaultdict(list)
         for attempt in self.running:
             in_flight[attempt.task].append(attempt)
@@ -324,6 +328,9 @@ class _Master:
         straggling = max(MIN_STRAGGLER_SECONDS, STRAGGLER_FACTOR * statistics.median(durations)) \
             if durations else self.task_timeout
         for task in pending:
+            holders = {attempt.worker for attempt in in_flight[task]}
+            if worker in holders and len(holders) < len(self.actors):
+                continue  # another worker can take the copy; when all hold one, calls were lost: resend
             ran = min(now - attempt.start for attempt in in_flight[task])
             if ran > self.task_timeout or (self.backup_tasks and len(in_flight[task]) == 1 and ran > straggling):
                 return task, True

@@ -1,6 +1,7 @@
 """MapReduce on the local cluster, modelled on MIT 6.5840's lab 1 test script: outputs equal the
 sequential job's, tasks run in parallel, nothing runs twice without a fault, outputs are final,
 and killed, crashing and paused workers cost time but not the answer."""
+import functools
 import os
 import random
 import threading
@@ -10,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from mlsys_ext.cluster import context
 from mlsys_ext.distributed import (
     MapReduceError, inverted_index, inverted_index_map, inverted_index_reduce, mapreduce, partitions, word_count,
     word_count_map, word_count_reduce,
@@ -139,21 +141,26 @@ def test_a_worker_killed_mid_task_has_its_tasks_run_again(cluster, kind):
         assert (res.tasks[res.tasks.kind == "map"].groupby("task").size() >= 1).all()
 
 
+def marking_map(marks: str, name, text):
+    """``slow_map`` that first leaves a file named after its worker in ``marks``."""
+    Path(marks, context().worker).touch()
+    return slow_map(name, text)
+
+
 @pytest.mark.timeout(120)
-def test_a_paused_worker_is_overtaken_by_a_copy_of_its_task(cluster):
+def test_a_paused_worker_is_overtaken_by_a_copy_of_its_task(cluster, tmp_path):
     docs = texts(4)
     paused = threading.Event()
 
-    def pause_w1():
-        wait_until(lambda: any(m.dst == "mapreduce-w1" and m.method == "map" for m in cluster.trace().itertuples()),
-                   timeout=20, interval=0.005)
+    def pause_w1():  # as soon as w1 starts a map task: a file appears, cheaper to watch than the trace
+        wait_until(lambda: (tmp_path / "w1").exists(), timeout=20, interval=0.002)
         cluster.pause("w1")
         paused.set()
 
     threading.Thread(target=pause_w1, daemon=True).start()
     try:
-        res = mapreduce(cluster, list(docs.values()), slow_map, word_count_reduce, n_reduce=2, task_timeout=0.5,
-                        progress=False)
+        res = mapreduce(cluster, list(docs.values()), functools.partial(marking_map, str(tmp_path)),
+                        word_count_reduce, n_reduce=2, task_timeout=0.5, progress=False)
     finally:
         paused.wait(20)
         cluster.resume("w1")
