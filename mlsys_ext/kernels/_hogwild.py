@@ -221,11 +221,23 @@ def _check_y(y, n, dtype) -> tuple[np.ndarray, np.ndarray]:
     y = np.asarray(y)
     if y.ndim != 1 or y.shape[0] != n:
         raise ValueError(f"y must be 1-D with one label per row of X ({n}), got shape {y.shape}")
-    classes = np.unique(y)
-    if len(classes) != 2 or set(classes.tolist()) not in ({0, 1}, {-1, 1}):
+    classes = _two_classes(y)
+    if classes is None:
+        classes = np.unique(y)  # sorting the labels costs more than an epoch's scoring: only to say what is wrong
         raise ValueError(f"y must hold two classes labelled {{0, 1}} or {{-1, +1}}, got labels "
                          f"{classes[:5].tolist()}{' ...' if len(classes) > 5 else ''}")
-    return np.where(y == classes[1], 1.0, -1.0).astype(dtype), classes
+    return np.where(y == classes[1], dtype.type(1.0), dtype.type(-1.0)), classes
+
+
+def _two_classes(y) -> np.ndarray | None:
+    """``np.unique(y)`` when y holds exactly the labels {0, 1} or {-1, +1}, else None, from its
+    extremes and one comparison pass."""
+    if y.size == 0 or y.dtype.kind not in "biuf":
+        return None
+    low, high = y.min(), y.max()
+    if (low, high) not in ((0, 1), (-1, 1)) or not ((y == low) | (y == high)).all():
+        return None
+    return np.array([low, high], dtype=y.dtype)
 
 
 def _check_choice(name, value, choices):

@@ -21,7 +21,7 @@ import pandas as pd
 from scipy.optimize import least_squares
 
 from . import _engine as engine
-from ._metrics import request_metrics, summarize
+from ._metrics import metric_columns, summarize
 from ._workload import Workload
 
 _NO_LIMIT = 1 << 60  # a KV budget of None
@@ -234,11 +234,10 @@ def _check(workload, scheduler) -> None:
 
 
 def _result(workload: Workload, req: np.ndarray, times: np.ndarray, timeline: np.ndarray) -> SimulationResult:
-    metrics = request_metrics(workload.arrival, times[:, engine.FIRST_TOKEN], times[:, engine.FINISH],
-                              workload.output)
+    metrics = list(metric_columns(workload.arrival, times[:, engine.FIRST_TOKEN], times[:, engine.FINISH],
+                                  workload.output).items())
     # built from whole columns at once: inserting columns one by one cost more than the simulation
-    columns = {"id": np.arange(len(workload)), **{name: metrics[name].to_numpy() for name in metrics.columns[:3]},
-               "prompt": workload.prompt, **{name: metrics[name].to_numpy() for name in metrics.columns[3:]},
+    columns = {"id": np.arange(len(workload)), **dict(metrics[:3]), "prompt": workload.prompt, **dict(metrics[3:]),
                "preemptions": req[:, engine.PREEMPTIONS]}
     steps = {name: timeline[:, i] if i < 2 else timeline[:, i].astype(np.int64)
              for i, name in enumerate(engine.TIMELINE_COLUMNS)}

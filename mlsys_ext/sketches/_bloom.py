@@ -131,14 +131,17 @@ class BloomFilter:
     def contains_many(self, keys) -> np.ndarray:
         """A bool per key (the keys' shape for an array): False means certainly absent."""
         flat = key_batch(keys, "contains_many", "`key in filter`")
-        hashes = hash_keys(flat, self._seed)
-        found = np.empty(len(hashes), dtype=np.bool_)
-        _threads.run(self._contains_kernels, len(hashes),
-                     hashes, self._words, self._span, self._num_hashes, found)
+        found = self._contains_hashes(hash_keys(flat, self._seed))
         return found.reshape(keys.shape) if isinstance(keys, np.ndarray) else found
 
     def __contains__(self, key) -> bool:
         return bool(self.contains_many([single_key(key, "`in`", "contains_many")])[0])
+
+    def _contains_hashes(self, hashes: np.ndarray) -> np.ndarray:
+        found = np.empty(len(hashes), dtype=np.bool_)
+        _threads.run(self._contains_kernels, len(hashes),
+                     hashes, self._words, self._span, self._num_hashes, found)
+        return found
 
     def _add_hashes(self, hashes: np.ndarray) -> None:
         _threads.run(self._add_kernels, len(hashes), hashes, self._words, self._span, self._num_hashes)

@@ -321,11 +321,12 @@ class TopK:
         self._track(flat, self._sketch._add_keys(flat, _shape_of(keys), counts))
 
     def _track(self, flat_keys, fingerprints: np.ndarray) -> None:
-        kept = self._sketch._estimate_fingerprints(self._fingerprints)
+        # the kept keys and the batch estimated in one kernel call
+        both = self._sketch._estimate_fingerprints(np.concatenate([self._fingerprints, fingerprints]))
+        kept, estimates = both[:len(self._fingerprints)], both[len(self._fingerprints):]
         # A batch key can only enter with an estimate above the k-th kept one (which
         # only grows), so most of a skewed batch is passed over before ``unique``.
         bar = kept.min() if len(kept) == self._k else -1
-        estimates = self._sketch._estimate_fingerprints(fingerprints)
         contenders = np.flatnonzero(estimates > bar)
         new_fingerprints, first = np.unique(fingerprints[contenders], return_index=True)
         is_new = ~np.isin(new_fingerprints, self._fingerprints)

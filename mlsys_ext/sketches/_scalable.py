@@ -7,7 +7,7 @@ import numpy as np
 
 from ._bloom import KIND_CODE, KINDS, BloomFilter
 from ._format import ByteFormat
-from ._hashing import SEED
+from ._hashing import SEED, hash_keys, key_batch, single_key
 from ._validation import Integer, OneOf, OpenInterval, validate
 
 _PARAMETER_CONSTRAINTS = {
@@ -99,16 +99,20 @@ class ScalableBloomFilter:
 
     def contains_many(self, keys) -> np.ndarray:
         """A bool per key: present in some slice."""
-        found = None
-        for s in self._slices:
-            hits = s.contains_many(keys)
-            found = hits if found is None else found | hits
-        if found is None:
+        if not self._slices:
             return np.zeros(np.shape(keys) if isinstance(keys, np.ndarray) else len(keys), dtype=np.bool_)
-        return found
+        # every slice has the filter's seed, so the keys are hashed once for all of them
+        hashes = hash_keys(key_batch(keys, "contains_many", "`key in filter`"), self._seed)
+        found = self._slices[0]._contains_hashes(hashes)
+        for s in self._slices[1:]:
+            found |= s._contains_hashes(hashes)
+        return found.reshape(keys.shape) if isinstance(keys, np.ndarray) else found
 
     def __contains__(self, key) -> bool:
-        return any(key in s for s in self._slices)
+        if not self._slices:
+            return False
+        hashes = hash_keys([single_key(key, "`in`", "contains_many")], self._seed)
+        return any(s._contains_hashes(hashes)[0] for s in self._slices)
 
     def fpr_exact(self) -> float:
         """The expected false-positive rate now: 1 - prod(1 - the exact rate of each slice)."""

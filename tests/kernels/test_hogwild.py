@@ -56,7 +56,10 @@ def test_labels_zero_one_and_plus_minus_one_train_the_same_model(problem):
     zero_one = hogwild_sgd(X, y01, mode="serial", seed=1, backend="numba")
     signed = hogwild_sgd(X, y_signed, mode="serial", seed=1, backend="numba")
     booleans = hogwild_sgd(X, y01.astype(bool), mode="serial", seed=1, backend="numba")
+    floats = hogwild_sgd(X, y_signed.astype(np.float32), mode="serial", seed=1, backend="numba")
     assert np.array_equal(zero_one.weights, signed.weights) and np.array_equal(zero_one.weights, booleans.weights)
+    assert np.array_equal(zero_one.weights, floats.weights)
+    assert booleans.classes.tolist() == [False, True] and floats.classes.dtype == np.float32
     assert set(zero_one.predict(X)) <= {0, 1} and set(signed.predict(X)) <= {-1, 1}
     assert np.array_equal(signed.predict(X) == 1, zero_one.predict(X) == 1)
     assert np.mean(signed.predict(X) == y_signed) == signed.history.accuracy.iloc[-1]
@@ -176,6 +179,9 @@ def test_bad_X_is_refused_saying_what_is_wrong(X, error, message):
     ([1, 2, 1, 2], r"labelled \{0, 1\} or \{-1, \+1\}, got labels \[1, 2\]"),
     ([1, 1, 1, 1], r"got labels \[1\]"),
     (["a", "b", "a", "b"], r"got labels \['a', 'b'\]"),
+    ([-1, 0, 1, 1], r"got labels \[-1, 0, 1\]"),  # the extremes of a valid pair, with a third label between
+    ([0.0, 0.5, 1.0, 1.0], r"got labels \[0.0, 0.5, 1.0\]"),
+    ([np.nan, 0.0, 1.0, 1.0], r"got labels \[0.0, 1.0, nan\]"),
 ])
 def test_bad_labels_are_refused(y, message):
     with pytest.raises(ValueError, match=message):

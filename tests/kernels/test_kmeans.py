@@ -150,6 +150,38 @@ def test_history_records_every_iteration_and_the_stop():
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("tol", [0, 1e-4])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_centring_a_c_contiguous_x_gives_what_numpys_centring_gives(backend, tol, dtype):
+    # a C-contiguous float X of two columns or more is centred by numba's passes, any other
+    # layout by numpy's mean and subtract: the two must agree to the bit. A view of every
+    # other column is summed by numpy row after row, as numpy sums a C-contiguous X
+    X = blobs(n=5000, d=6, seed=12, spread=300.0).astype(dtype)
+    view = np.empty((5000, 12), dtype=dtype)[:, ::2]
+    view[:] = X
+    init = X[:6].copy()
+    fast = kmeans(X, 6, init=init, tol=tol, backend=backend)
+    reference = kmeans(view, 6, init=init, tol=tol, backend=backend)
+    assert np.array_equal(fast.centroids, reference.centroids) and np.array_equal(fast.labels, reference.labels)
+    assert fast.inertia == reference.inertia and fast.n_iter == reference.n_iter
+    # the sum of squares is added in another order: the history's inertia agrees to rounding
+    np.testing.assert_allclose(fast.history.inertia, reference.history.inertia, rtol=1e-12)
+    for max_iter in (1, 2):  # a stop by max_iter: the last assignment also gives the inertia
+        step = kmeans(X, 6, init=init, max_iter=max_iter, tol=tol, backend=backend)
+        assert step.inertia == pytest.approx(nearest(X, step.centroids)[0].sum(), rel=1e-6)
+        assert np.array_equal(step.labels, kmeans(view, 6, init=init, max_iter=max_iter, tol=tol,
+                                                  backend=backend).labels)
+
+
+def test_kmeans_leaves_x_as_it_was():
+    X = blobs(n=1000, d=4, seed=13)
+    before = X.copy()
+    kmeans(X, 3, seed=0)
+    kmeans_plusplus(X, 3, seed=0)
+    assert np.array_equal(X, before)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
 def test_mini_batch_lands_near_lloyd(backend):
     X = blobs(n=6000, d=4, centers=5, seed=10)
     lloyd = kmeans(X, 5, seed=0, backend=backend)

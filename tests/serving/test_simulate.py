@@ -1,10 +1,11 @@
 """The serving schedulers: exact timelines on tiny traces, conservation, and the effects the literature reports."""
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mlsys_ext.serving import (ContinuousBatcher, CostModel, DynamicBatcher, Lengths, StaticBatcher, Workload,
-                               simulate)
+                               request_metrics, simulate)
 
 ONE_SECOND = CostModel(overhead=1.0, per_token=0.0, per_pair=0.0, weights=0.0, per_kv_token=0.0)  # 1 s each
 
@@ -113,3 +114,13 @@ def test_bad_settings_are_refused():
         simulate(Workload([0.0], [100], [200]), StaticBatcher(max_output=64))
     with pytest.raises(TypeError, match="workload must be a Workload"):
         simulate([1, 2], StaticBatcher())
+
+
+def test_the_requests_frame_holds_request_metrics_of_the_simulated_times():
+    workload = Workload.gamma(4.0, 2.0, 200, Lengths.uniform(8, 64), Lengths.exponential(16.0, high=128), seed=3)
+    requests = simulate(workload, ContinuousBatcher(8, 256)).requests
+    assert list(requests.columns) == ["id", "arrival", "first_token", "finish", "prompt", "output", "ttft", "tpot",
+                                      "e2e", "preemptions"]
+    expected = request_metrics(workload.arrival, requests.first_token, requests.finish, workload.output)
+    pd.testing.assert_frame_equal(requests[expected.columns], expected)
+    assert requests.id.tolist() == list(range(200)) and requests.prompt.tolist() == workload.prompt.tolist()

@@ -89,3 +89,21 @@ def test_union_of_shards_holds_every_key():
     assert u.fpr_exact() >= a.fpr_exact()
     with pytest.raises(ValueError, match="equal initial_capacity"):
         a | ScalableBloomFilter(100, 0.02)
+
+
+@pytest.mark.parametrize("kind", ["classic", "blocked"])
+def test_a_query_is_the_or_of_every_slices_answer(kind):
+    sbf = ScalableBloomFilter(initial_capacity=200, fpr=0.05, kind=kind, seed=3)
+    sbf.add_many(np.arange(3000))
+    assert len(sbf.slices) > 2
+    asked = np.arange(-5000, 5000).reshape(100, 100)
+    expected = np.logical_or.reduce([s.contains_many(asked) for s in sbf.slices])
+    found = sbf.contains_many(asked)
+    assert found.shape == (100, 100) and np.array_equal(found, expected)
+    assert sbf.contains_many(asked.ravel().tolist()).tolist() == expected.ravel().tolist()
+    assert [key in sbf for key in (-4321, 7, 2999, 4999)] == [any(k in s for s in sbf.slices)
+                                                              for k in (-4321, 7, 2999, 4999)]
+    with pytest.raises(TypeError, match="takes one key"):
+        [1, 2] in sbf  # noqa: B015
+    with pytest.raises(TypeError, match="contains_many takes"):
+        sbf.contains_many({1, 2})
