@@ -218,6 +218,7 @@ def _check_X(X):
 
 def _check_y(y, n, dtype) -> tuple[np.ndarray, np.ndarray]:
     """y as +1.0 / -1.0 in ``dtype``, and the (negative, positive) labels as given."""
+    dtype = np.dtype(dtype)
     y = np.asarray(y)
     if y.ndim != 1 or y.shape[0] != n:
         raise ValueError(f"y must be 1-D with one label per row of X ({n}), got shape {y.shape}")
