@@ -1,6 +1,7 @@
-"""MapReduce on the local cluster, modelled on MIT 6.5840's lab 1 test script: outputs equal the
-sequential job's, tasks run in parallel, nothing runs twice without a fault, outputs are final,
-and killed, crashing and paused workers cost time but not the answer."""
+"""MapReduce on the local cluster, and a smaller set on Ray, modelled on MIT 6.5840's lab 1
+test script: outputs equal the sequential job's, tasks run in parallel, nothing runs twice
+without a fault, outputs are final, and killed, crashing and paused workers cost time but not
+the answer."""
 import functools
 import os
 import random
@@ -257,3 +258,42 @@ def test_a_lossy_network_costs_time_not_the_answer(cluster):
     finally:
         cluster.set_network()
     assert res.output == word_count(docs) and res.tasks.backup.any()
+
+
+# -- the same jobs on the Ray backend: a smaller set ---------------------------------------
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    from mlsys_ext.cluster import Cluster
+
+    with Cluster(2, backend="ray", timeout=20.0, seed=0) as c:
+        yield c
+
+
+@pytest.mark.timeout(180)
+def test_on_ray_jobs_equal_the_sequential_ones_each_task_once_and_in_parallel(ray_cluster, tmp_path):
+    docs = texts(6)
+    res = mapreduce(ray_cluster, list(docs.values()), slow_map, slow_reduce, n_reduce=4, progress=False)
+    assert res.output == word_count(docs)
+    assert overlapping(res.tasks, "map") and overlapping(res.tasks, "reduce")
+    assert len(res.tasks) == 6 + 4 and set(res.tasks.outcome) == {"done"}
+    files = {}
+    for name, text in docs.items():
+        files[str(tmp_path / f"{name}.txt")] = text
+        Path(tmp_path / f"{name}.txt").write_text(text)
+    res = mapreduce(ray_cluster, [Path(p) for p in files], inverted_index_map, inverted_index_reduce, n_reduce=3,
+                    workdir=tmp_path / "out", progress=False)
+    assert res.output == inverted_index(files)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [f"mr-out-{r}.pkl" for r in range(3)]
+
+
+@pytest.mark.timeout(180)
+def test_on_ray_a_worker_killed_mid_map_has_its_tasks_run_again(ray_cluster):
+    docs = texts(6)
+    killed = []
+    watcher = kill_when_running(ray_cluster, "w0", "map", killed)
+    res = mapreduce(ray_cluster, list(docs.values()), slow_map, slow_reduce, n_reduce=4, progress=False)
+    watcher.join(5)
+    assert killed == ["map"] and res.output == word_count(docs)
+    failed = res.tasks[res.tasks.outcome == "failed"]
+    assert len(failed) >= 1 and set(failed.worker) == {"w0"}
