@@ -22,16 +22,20 @@ import argparse
 import os
 import socket
 import statistics
+from collections import Counter
+from pathlib import Path
 
 import numpy as np
 
 from mlsys_ext import describe_machine
 from mlsys_ext.cluster import Cluster
 from mlsys_ext.distributed import Collective, bus_bandwidth
+from mlsys_ext.distributed._jobs import words
 
 RANKS = 4
 REPEATS = 7
 HOGWILD_ROWS, HOGWILD_EPOCHS = 400_000, 5
+CORPUS_FILES = 64
 
 
 def ours(sizes: list[int]) -> dict:
@@ -100,6 +104,93 @@ def gloo(sizes: list[int]) -> dict:
             for count, ranks in times.items()} | {"version": torch.__version__}
 
 
+def _count_file(path) -> Counter:
+    """The sequential word count of one file (the Pool's and Dask's task)."""
+    return Counter(words(Path(path).read_text()))
+
+
+def _counting_map(name: str, text: str):
+    """Word count's map with in-mapper combining (each task counts its own words, as the
+    Pool's task does), so the two compare the framework, not the per-pair work."""
+    return Counter(words(text)).items()
+
+
+def corpus(directory: Path, megabytes: int) -> list[Path]:
+    """``megabytes`` of generated text in CORPUS_FILES files: Zipf-distributed words over a
+    5,000-word vocabulary, 12 words a line."""
+    rng = np.random.default_rng(0)
+    vocabulary = np.array(["".join(rng.choice(list("abcdefghijklmnopqrstuvwxyz"), rng.integers(2, 10)))
+                           for _ in range(5_000)])
+    paths = []
+    per_file = megabytes * 2**20 // CORPUS_FILES
+    for i in range(CORPUS_FILES):
+        picks = np.minimum(rng.zipf(1.2, per_file // 4 // 12 * 12), len(vocabulary)) - 1  # words of 4+ bytes
+        text = "\n".join(" ".join(line) for line in vocabulary[picks].reshape(-1, 12))
+        path = directory / f"part-{i:03}.txt"
+        path.write_text(text[:text.rfind("\n", 0, per_file)])
+        paths.append(path)
+    return paths
+
+
+def word_count_rows(megabytes: int) -> list[str]:
+    """Word count of a generated corpus: this MapReduce on 1 and 2 workers (in-mapper
+    combining), one process's Counter, a hand-written multiprocessing.Pool and Dask bag on 2
+    processes."""
+    import multiprocessing
+    import tempfile
+    import time
+
+    from mlsys_ext.distributed import mapreduce, word_count_reduce
+
+    with tempfile.TemporaryDirectory(prefix="mlsys-wordcount-") as directory:
+        paths = corpus(Path(directory), megabytes)
+        size = sum(p.stat().st_size for p in paths) / 1e6
+        seconds, answers = {}, {}
+        start = time.perf_counter()
+        answers["Counter, 1 process"] = sum((_count_file(p) for p in paths), Counter())
+        seconds["Counter, 1 process"] = time.perf_counter() - start
+        for workers in (1, 2):
+            with Cluster(workers, timeout=120.0) as cluster:
+                mapreduce(cluster, paths[:2], _counting_map, word_count_reduce, n_reduce=2, progress=False)  # warm-up
+                start = time.perf_counter()
+                res = mapreduce(cluster, paths, _counting_map, word_count_reduce, n_reduce=4, task_timeout=60.0,
+                                progress=False)
+                seconds[f"this, {workers} worker{'s' * (workers > 1)}"] = time.perf_counter() - start
+                answers[f"this, {workers} worker{'s' * (workers > 1)}"] = Counter(res.output)
+        with multiprocessing.get_context("spawn").Pool(2) as pool:
+            pool.map(_count_file, paths[:2])  # warm-up: the processes started
+            start = time.perf_counter()
+            answers["multiprocessing.Pool(2)"] = sum(pool.map(_count_file, paths), Counter())
+            seconds["multiprocessing.Pool(2)"] = time.perf_counter() - start
+        try:
+            import dask
+            import dask.bag as db
+        except ImportError:
+            dask = None
+        if dask is not None:
+            name = f"dask {dask.__version__} bag, 2 processes"
+            bag = db.from_sequence([str(p) for p in paths], npartitions=len(paths)).map(_count_file)
+            with dask.config.set(scheduler="processes", num_workers=2):
+                start = time.perf_counter()
+                answers[name] = bag.fold(lambda a, b: a + b, initial=Counter()).compute()
+                seconds[name] = time.perf_counter() - start
+    want = answers["Counter, 1 process"]
+    lines = [f"\nword count, {size:,.0f} MB in {CORPUS_FILES} files (in-mapper combining, 4 reduce tasks; warm pools)",
+             f"{'':<34}{'seconds':>9}{'MB/s':>8}  same counts"]
+    for name, s in seconds.items():
+        lines.append(f"{name:<34}{s:>9.2f}{size / s:>8.1f}  {answers[name] == want}")
+    one, two, pool = seconds["this, 1 worker"], seconds["this, 2 workers"], seconds["multiprocessing.Pool(2)"]
+    lines.append(f"{'PASS' if one / two >= 1.7 else 'MISS'}: >= 1.7x from 1 to 2 workers ({one / two:.2f}x)")
+    lines.append(f"{'PASS' if two <= 1.1 * pool else 'MISS'}: within 10% of the hand-written Pool ({two / pool:.2f}x its time)")
+    dask_name = next((n for n in seconds if n.startswith("dask")), None)
+    if dask_name:
+        lines.append(f"{'PASS' if two < seconds[dask_name] else 'MISS'}: faster than Dask bag "
+                     f"({seconds[dask_name] / two:.2f}x)")
+    else:
+        lines.append("dask: not installed (pip install -e '.[bench]')")
+    return lines
+
+
 def hogwild_rows() -> list[str]:
     """Lock-free SGD with the workers as threads of one process (the kernels lab's) and as
     processes of the cluster (one shared-memory weight vector), on the same data."""
@@ -153,6 +244,7 @@ def main() -> None:
     if big in peer:
         print(f"{'PASS' if peer[big] >= ring else 'MISS'}: ring busbw >= Gloo's at {big:,} floats "
               f"({peer[big] / ring:.2f}x Gloo's time)")
+    print("\n".join(word_count_rows(10 if args.quick else 100)))
     if not args.quick:
         print("\n".join(hogwild_rows()))
     print(f"load average after: {os.getloadavg()[0]:.2f}")
