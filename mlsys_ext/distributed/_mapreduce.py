@@ -15,6 +15,7 @@ they are read back only by this job.
 """
 from __future__ import annotations
 
+import itertools
 import os
 import pickle
 import shutil
@@ -89,7 +90,7 @@ class _MapReduceWorker:
         if groups:
             for (key, values), r in zip(groups.items(), partitions(list(groups), n_reduce)):
                 if combine_fn is None:
-                    buckets[r].extend((key, value) for value in values)
+                    buckets[r].extend(zip(itertools.repeat(key), values))
                 else:
                     buckets[r].append((key, combine_fn(key, values)))
         directory = self.scratch / job
