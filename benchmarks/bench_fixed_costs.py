@@ -127,19 +127,13 @@ def sketch_cases():
         yield f"BloomFilter {kind} contains_many", "10 keys", lambda f=bf: f.contains_many(ten), "100,000 keys", \
             lambda f=bf: f.contains_many(keys)
     counting = CountingBloomFilter(100_000, 0.01)
-    counting.add_many(keys)
-    yield "CountingBloomFilter add", "1 key (add)", lambda: counting.add(7), "100,000 keys", \
-        lambda: counting.add_many(keys)
-    yield "CountingBloomFilter query", "1 key (in)", lambda: 7 in counting, "100,000 keys", \
-        lambda: counting.contains_many(keys)
+    for f in (counting, ScalableBloomFilter(100_000, 0.01)):
+        f.add_many(keys)
+        name = type(f).__name__
+        yield f"{name} add", "1 key (add)", lambda f=f: f.add(7), "100,000 keys", lambda f=f: f.add_many(keys)
+        yield f"{name} query", "1 key (in)", lambda f=f: 7 in f, "100,000 keys", lambda f=f: f.contains_many(keys)
     yield "CountingBloomFilter remove", "1 key", lambda: (counting.add(8), counting.remove(8)), "100,000 keys", \
         lambda: (counting.add_many(keys), counting.remove_many(keys))
-    scalable = ScalableBloomFilter(100_000, 0.01)
-    scalable.add_many(keys)
-    yield "ScalableBloomFilter add", "1 key (add)", lambda: scalable.add(7), "100,000 keys", \
-        lambda: scalable.add_many(keys)
-    yield "ScalableBloomFilter query", "1 key (in)", lambda: 7 in scalable, "100,000 keys", \
-        lambda: scalable.contains_many(keys)
     for conservative in (False, True):
         cms = CountMinSketch(0.001, 0.01, conservative=conservative)
         name = "CountMinSketch" + (" conservative" if conservative else "")

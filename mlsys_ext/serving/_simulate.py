@@ -234,10 +234,12 @@ def _check(workload, scheduler) -> None:
 
 
 def _result(workload: Workload, req: np.ndarray, times: np.ndarray, timeline: np.ndarray) -> SimulationResult:
-    metrics = list(metric_columns(workload.arrival, times[:, engine.FIRST_TOKEN], times[:, engine.FINISH],
-                                  workload.output).items())
+    metrics = metric_columns(workload.arrival, times[:, engine.FIRST_TOKEN], times[:, engine.FINISH],
+                             workload.output)
     # built from whole columns at once: inserting columns one by one cost more than the simulation
-    columns = {"id": np.arange(len(workload)), **dict(metrics[:3]), "prompt": workload.prompt, **dict(metrics[3:]),
+    columns = {"id": np.arange(len(workload)), "arrival": metrics["arrival"], "first_token": metrics["first_token"],
+               "finish": metrics["finish"], "prompt": workload.prompt,
+               **{name: metrics[name] for name in ("output", "ttft", "tpot", "e2e")},
                "preemptions": req[:, engine.PREEMPTIONS]}
     steps = {name: timeline[:, i] if i < 2 else timeline[:, i].astype(np.int64)
              for i, name in enumerate(engine.TIMELINE_COLUMNS)}

@@ -109,10 +109,7 @@ class ScalableBloomFilter:
         return found.reshape(keys.shape) if isinstance(keys, np.ndarray) else found
 
     def __contains__(self, key) -> bool:
-        if not self._slices:
-            return False
-        hashes = hash_keys([single_key(key, "`in`", "contains_many")], self._seed)
-        return any(s._contains_hashes(hashes)[0] for s in self._slices)
+        return bool(self.contains_many([single_key(key, "`in`", "contains_many")])[0])
 
     def fpr_exact(self) -> float:
         """The expected false-positive rate now: 1 - prod(1 - the exact rate of each slice)."""
