@@ -46,30 +46,19 @@ class KMeansMeasurement:
 
 def measure_kmeans(n: int, dims: int, k: int, backend: str, threads: int, init: str = "k-means++",
                    seed: int = 0, checkpoint=lambda: None) -> KMeansMeasurement:
-    """Trace the chosen backend's centroids one iteration at a time from one start
-    (k-means++ or random points), its fastest traced iteration being its figure; then time
+    """Trace the chosen backend's centroids from one start (k-means++ or random points) to
+    convergence, its fastest traced iteration being its figure; then time
     a few iterations of every other usable backend (not the CUDA simulator) and of
     scikit-learn from that start. ``checkpoint`` is called between the steps (a panel's, to
     give up a stale run)."""
     X = blobs(n, dims, k, seed)
     rng = np.random.default_rng(seed)
     start = kmeans_plusplus(X, k, seed=rng) if init == "k-means++" else X[rng.choice(n, k, replace=False)]
-    paths, inertia, labels, traced_seconds = [start], [], None, []
-    compile_seconds = 0.0
-    while len(paths) <= MAX_TRACE_ITERATIONS:
-        step = kmeans(X, k, init=paths[-1], max_iter=1, backend=backend, threads=threads)
-        compile_seconds += step.compile_seconds
-        inertia.append(step.history.inertia[0])
-        traced_seconds.append(step.history.seconds[0])
-        paths.append(step.centroids)
-        settled = len(inertia) > 1 and inertia[-2] - inertia[-1] <= 1e-7 * inertia[-2]
-        if settled or (labels is not None and np.array_equal(step.labels, labels)):
-            break  # converged: the centroids no longer move (float32 ties can flip a label forever)
-        labels = step.labels
+    traced = kmeans(X, k, init=start, max_iter=MAX_TRACE_ITERATIONS, backend=backend, threads=threads, trace=True)
     timed = {}
     for name, (usable, why) in available_backends().items():
         if name == backend:
-            timed[name] = float(min(traced_seconds))
+            timed[name] = float(traced.history.seconds.min())
         elif usable and "simulator" not in why:
             checkpoint()
             run = kmeans(X, k, init=start, backend=name, threads=threads, max_iter=TIMED_ITERATIONS, tol=0)
@@ -78,8 +67,9 @@ def measure_kmeans(n: int, dims: int, k: int, backend: str, threads: int, init: 
     sklearn, untimed = _sklearn_seconds(X, start)
     if sklearn is not None:
         timed["scikit-learn"] = sklearn
-    m = KMeansMeasurement(X, np.array(paths), step.labels, np.array(inertia), timed, 2.0 * n * k * dims / 1e9,
-                          matmul_peak_gflops("float32"), compile_seconds, backend, init, untimed)
+    m = KMeansMeasurement(X, traced.path, traced.labels, traced.history.inertia.to_numpy(), timed,
+                          2.0 * n * k * dims / 1e9, matmul_peak_gflops("float32"), traced.compile_seconds, backend,
+                          init, untimed)
     if m.gflops_per_iteration / min(timed.values()) > m.peak_gflops:
         m.peak_gflops = matmul_peak_gflops("float32", again=True)  # the peak may have been measured on a busy machine
     return m

@@ -38,10 +38,12 @@ class KMeansResult:
     history: pd.DataFrame = field(repr=False)  # per iteration: iteration, inertia, seconds
     backend: str = "numpy"
     compile_seconds: float = 0.0  # first-call JIT time, not counted in history
+    path: np.ndarray | None = field(default=None, repr=False)  # trace=True: (n_iter + 1, k, D) centroids
 
 
 def kmeans(X, k: int, init="k-means++", max_iter: int = 300, tol: float = 1e-4, seed=None,
-           backend: str = "auto", batch_size: int | None = None, threads: int | None = None) -> KMeansResult:
+           backend: str = "auto", batch_size: int | None = None, threads: int | None = None,
+           trace: bool = False) -> KMeansResult:
     """Cluster the rows of ``X`` (N, D) into ``k`` groups.
 
     ``init``: "k-means++" (scikit-learn's greedy variant), "random" (k distinct
@@ -49,7 +51,8 @@ def kmeans(X, k: int, init="k-means++", max_iter: int = 300, tol: float = 1e-4, 
     mean per-feature variance of X, as in scikit-learn. ``batch_size``: mini-batch
     k-means (each centroid moves towards its batch mean with step 1/points-seen);
     ``max_iter`` then counts passes over the data. ``threads``: numba's threads
-    (default all). History times exclude compilation (``compile_seconds``).
+    (default all). History times exclude compilation (``compile_seconds``). ``trace``:
+    keep the centroids at the start and after each iteration in ``path``, to draw them moving.
     """
     X = _check_data(X)
     k = _check_k(k, X)
@@ -59,6 +62,8 @@ def kmeans(X, k: int, init="k-means++", max_iter: int = 300, tol: float = 1e-4, 
     if batch_size is not None:
         batch_size = min(_check_count("batch_size", batch_size, 1), X.shape[0])
     threads = check_threads(threads)
+    if not isinstance(trace, bool):
+        raise TypeError(f"trace must be True or False, got {trace!r}")
     backend = resolve_backend(backend)
     rng = np.random.default_rng(seed)
     X, mean, squared_norm_total, centring_compile_seconds = _centred(X)
@@ -66,18 +71,20 @@ def kmeans(X, k: int, init="k-means++", max_iter: int = 300, tol: float = 1e-4, 
 
     runner = _RUNNERS[backend](X, k, threads)
     tol = squared_norm_total / X.size * tol  # X is centred: its mean square is the mean variance
+    path = [centroids] if trace else None
     with runner.active():
         if batch_size is None:
             centroids, labels, distances, history, converged = _lloyd(runner, centroids, max_iter, tol,
-                                                                      squared_norm_total)
+                                                                      squared_norm_total, path)
         else:
             centroids, labels, distances, history, converged = _mini_batch(runner, X, centroids, max_iter, tol,
-                                                                           batch_size, rng)
+                                                                           batch_size, rng, path)
         inertia = float(distances.sum())
     return KMeansResult(centroids=centroids + mean, labels=runner.to_host(labels), inertia=inertia,
                         n_iter=len(history), converged=converged,
                         history=pd.DataFrame(history, columns=["iteration", "inertia", "seconds"]),
-                        backend=backend, compile_seconds=centring_compile_seconds + runner.compile_seconds)
+                        backend=backend, compile_seconds=centring_compile_seconds + runner.compile_seconds,
+                        path=None if path is None else np.array(path) + mean)
 
 
 def kmeans_plusplus(X, k: int, seed=None) -> np.ndarray:
@@ -89,7 +96,7 @@ def kmeans_plusplus(X, k: int, seed=None) -> np.ndarray:
     return np.asarray(X[chosen], dtype=centred.dtype)  # the rows themselves: kmeans centres init as it centres X
 
 
-def _lloyd(runner, centroids, max_iter, tol, squared_norm_total):
+def _lloyd(runner, centroids, max_iter, tol, squared_norm_total, path):
     X = runner.X
     labels = runner.xp.full(X.shape[0], -1, dtype=np.int32)  # so every label counts as changed at first
     history = []
@@ -104,6 +111,8 @@ def _lloyd(runner, centroids, max_iter, tol, squared_norm_total):
         # inertia of the labels just chosen, against the centroids they were chosen for
         history.append((iteration, squared_norm_total + 2.0 * score_sum, time.perf_counter() - start))
         centroids = updated
+        if path is not None:
+            path.append(centroids)
         unchanged = changed == 0
         if unchanged or shift <= tol:
             converged = True
@@ -131,7 +140,7 @@ def _move_empty_clusters(runner, centroids, labels, sums, counts):
         counts[cluster] = 1
 
 
-def _mini_batch(runner, X, centroids, max_iter, tol, batch_size, rng):
+def _mini_batch(runner, X, centroids, max_iter, tol, batch_size, rng, path):
     centroids = centroids.astype(np.float64)
     seen = np.zeros(len(centroids), dtype=np.int64)
     batch_labels = runner.xp.zeros(batch_size, dtype=np.int32)
@@ -155,6 +164,8 @@ def _mini_batch(runner, X, centroids, max_iter, tol, batch_size, rng):
         centroids[never] = X[rng.choice(X.shape[0], len(never), replace=False)]
         # each batch scored against the centroids as they were when it arrived
         history.append((epoch, estimate, time.perf_counter() - start))
+        if path is not None:
+            path.append(centroids.astype(X.dtype))
         if float(((centroids - before) ** 2).sum()) <= tol:
             converged = True
             break

@@ -150,6 +150,25 @@ def test_history_records_every_iteration_and_the_stop():
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("offset", [0.0, 1e4])
+def test_a_traced_run_keeps_the_centroids_that_one_step_at_a_time_gives(backend, offset):
+    X = (blobs(n=3000, d=3, centers=5, seed=14, spread=3.0) + offset).astype(np.float32)
+    init = X[:5].copy()
+    traced = kmeans(X, 5, init=init, max_iter=8, backend=backend, trace=True)
+    assert traced.path.shape == (traced.n_iter + 1, 5, 3) and traced.path.dtype == np.float32
+    np.testing.assert_allclose(traced.path[0], init, rtol=1e-6, atol=1e-6 * (1 + offset))  # less X's mean, plus it
+    assert np.array_equal(traced.path[-1], traced.centroids)
+    centroids = init
+    for after in traced.path[1:]:  # each step from the last one's centroids, as a user would trace by hand
+        centroids = kmeans(X, 5, init=centroids, max_iter=1, backend=backend).centroids
+        np.testing.assert_allclose(after, centroids, rtol=1e-6, atol=1e-6 * (1 + offset))
+    assert kmeans(X, 5, init=init, max_iter=8, backend=backend).path is None
+    batches = kmeans(X, 5, init=init, backend=backend, batch_size=500, max_iter=3, seed=0, trace=True)
+    assert batches.path.shape == (batches.n_iter + 1, 5, 3)
+    assert np.array_equal(batches.path[-1], batches.centroids)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
 @pytest.mark.parametrize("tol", [0, 1e-4])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_centring_a_c_contiguous_x_gives_what_numpys_centring_gives(backend, tol, dtype):
@@ -206,6 +225,7 @@ def test_mini_batch_lands_near_lloyd(backend):
     (lambda X: kmeans(X, 2, batch_size=0), "batch_size must be an integer >= 1"),
     (lambda X: kmeans(X, 2, threads=0), "threads must be an integer from 1"),
     (lambda X: kmeans(X, 2, backend="tpu"), "backend must be 'auto' or one of"),
+    (lambda X: kmeans(X, 2, trace=1), "trace must be True or False"),
 ])
 def test_bad_input_is_refused_naming_the_problem(call, message):
     X = np.random.default_rng(0).standard_normal((100, 3))
