@@ -196,10 +196,12 @@ class LabPanel(widgets.VBox):
             start = time.perf_counter()
             try:
                 result = self.measure(**self.values())
+                measured = time.perf_counter()
                 png, self.summary.value = self.draw(result)
                 show_png(self.plot, png)
                 self.result = result
-                self.status.value = f"measured and drawn in {1000 * (time.perf_counter() - start):.0f} ms"
+                self.status.value = (f"measured in {1000 * (measured - start):.0f} ms, "
+                                     f"drawn in {1000 * (time.perf_counter() - measured):.0f} ms")
             except Superseded:
                 pass  # the newer values are measured below
             except Exception as exc:  # shown in the panel: a callback's error would otherwise vanish

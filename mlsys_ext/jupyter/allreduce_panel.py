@@ -3,6 +3,7 @@ cluster's actors, time and bus bandwidth against the vector's size, and the payl
 each rank sent beside the formula."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import ipywidgets as widgets
@@ -55,21 +56,25 @@ def measure_allreduce(collective: Collective, size_log2: int, checkpoint=lambda:
     (``warm_up``): its first calls open the ranks' sockets to each other."""
     ranks = collective.ranks
     counts = [1 << max(0, size_log2 - step) for step in SWEEP_STEPS]
-    best = []
+    first, figures, row = len(collective.stats), [], 0  # figures: each one's calls, (first row, rows) after ``first``
     for count in counts:
         arrays = [np.full(count, r + 1, np.float32) for r in range(ranks)]
         for algorithm in ALGORITHMS:
             checkpoint()
-            first, spent = len(collective.stats), 0.0
-            while len(collective.stats) == first or (len(collective.stats) - first < REPEATS and spent < BUDGET):
+            calls, spent = 0, 0.0
+            while calls == 0 or (calls < REPEATS and spent < BUDGET):
+                start = time.perf_counter()
                 out = collective.allreduce(arrays, algorithm)
+                spent += time.perf_counter() - start
+                calls += 1
                 if not all(np.all(o == ranks * (ranks + 1) / 2) for o in out):
                     raise RuntimeError(f"{algorithm} all-reduce gave a wrong sum")  # never expected: say so loudly
-                spent += collective.stats.call_seconds.iloc[-1]
-            runs = collective.stats.iloc[first:]
-            best.append(runs.loc[runs.seconds.idxmin()])
-    return AllReduceMeasurement(ranks, collective.n_servers, pd.DataFrame(best).reset_index(drop=True),
-                                4 * counts[-1])
+            figures.append((row, calls))
+            row += calls
+    # the stats frame is built once: it is made afresh from every call's row at each reading
+    stats = collective.stats.iloc[first:].reset_index(drop=True)
+    best = [stats.seconds.iloc[start:start + calls].idxmin() for start, calls in figures]
+    return AllReduceMeasurement(ranks, collective.n_servers, stats.loc[best].reset_index(drop=True), 4 * counts[-1])
 
 
 def warm_up(collective: Collective) -> None:

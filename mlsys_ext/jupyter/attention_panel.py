@@ -16,7 +16,7 @@ HEAD_DIMS = (16, 32, 64, 128)  # the head-dim dropdown; a head dim given up to t
 # what the sliders and dropdown show, and what %attention accepts
 RANGES = {"seq_len": (16, 4096), "heads": (1, 16), "head_dim": (1, max(HEAD_DIMS))}
 
-REPEATS = 3  # best of, within BUDGET seconds per figure: a slider move must answer within ~200 ms
+REPEATS = 2  # best of, within BUDGET seconds per figure: a slider move must answer within ~200 ms
 BUDGET = 0.03
 SWEEP_FRACTIONS = (0.25, 0.5, 1.0)  # the lengths of the timing sweep, as parts of L
 MEMORY_CURVE_TO = 4096  # the memory curves reach here, where the tiles' cap shows

@@ -66,7 +66,7 @@ class MapReducePanel(LabPanel):
     task timeout, backups on or off); each change runs the job again. Kill or pause a
     worker while it runs: its tasks run again elsewhere and the output stays the same."""
 
-    def __init__(self, cluster: Cluster, maps: int = 8, n_reduce: int = 4, task_ms: int = 50,
+    def __init__(self, cluster: Cluster, maps: int = 8, n_reduce: int = 4, task_ms: int = 20,
                  task_timeout: float = 1.0, backup_tasks: bool = True):
         if cluster.stopped:
             raise ValueError("the cluster is stopped: start one with cluster = %cluster start 2")

@@ -1,4 +1,5 @@
 """The %batching panel, headless: knobs moved through ipywidgets' test comm, the simulations checked."""
+import re
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +36,7 @@ def test_moving_the_policy_reschedules_and_disables_the_knobs_it_does_not_use(co
     # the same requests: iteration-level batching finishes them sooner than whole-batch batching
     assert chunked.result.summary().e2e_p50 < static.result.summary().e2e_p50
     assert bytes(panel.plot.value[:4]) == b"\x89PNG" and "goodput" in panel.summary.value
-    assert "measured and drawn" in panel.status.value
+    assert re.fullmatch(r"measured in \d+ ms, drawn in \d+ ms", panel.status.value), panel.status.value
 
 
 def test_a_smaller_kv_budget_preempts_and_the_swap_knob_moves_kv_instead_of_recomputing(comm):
