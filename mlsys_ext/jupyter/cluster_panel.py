@@ -8,13 +8,14 @@ import ipywidgets as widgets
 
 from ..cluster import Cluster
 from ._lab_panel import button, control_row, plot_image, show_png, slider
-from ._plots import new_figure, png_of
+from ._plots import panel_axes, png_of
 
 ACTIONS = ("kill", "restart", "pause", "resume")
+RATE_WINDOW = 60  # seconds of message rates drawn
 MAX_DELAY_MS = 1000  # the delay slider's top, and the most %cluster net --delay accepts
 
 
-def rate_by_fate(trace, now: float, seconds: int = 60):
+def rate_by_fate(trace, now: float, seconds: int = RATE_WINDOW):
     """Per-second counts of messages sent and delivered (from ``cluster.trace()``) over the last ``seconds``."""
     start = max(int(now) - seconds + 1, 0)
     span = int(now) - start + 1
@@ -29,18 +30,20 @@ def rate_by_fate(trace, now: float, seconds: int = 60):
     return list(range(start, start + span)), sent, delivered
 
 
-def render_rate_png(seconds, sent, delivered, drop: float) -> bytes:
-    """Bars: messages sent per second; line: delivered; dashed: what theory expects, sent x (1 - drop)."""
-    fig = new_figure(6, 2.2)
-    ax = fig.add_subplot()
-    ax.bar(seconds, sent, width=1.0, color="#c8c8c8", label="sent")
-    ax.plot(seconds, delivered, color="#1f77b4", label="delivered (measured)")
-    ax.plot(seconds, [s * (1.0 - drop) for s in sent], "--", color="#d62728", label=f"expected: sent x (1 - {drop:g})")
-    ax.set_xlabel("seconds since start")
+def render_rate_png(seconds_ago, sent, delivered, drop: float, figure=None) -> tuple[bytes, object]:
+    """Bars: messages sent per second; line: delivered; dashed: what theory expects, sent x (1 - drop).
+    Also the figure, which the next drawing reuses (see ``panel_axes``)."""
+    fig, (ax,) = panel_axes(figure, 1, 6.0, 2.2, left=0.12, right=0.98, bottom=0.2, top=0.95)
+    ax.bar(seconds_ago, sent, width=1.0, color="#c8c8c8", label="sent")
+    ax.plot(seconds_ago, delivered, color="#1f77b4", label="delivered (measured)")
+    ax.plot(seconds_ago, [s * (1.0 - drop) for s in sent], "--", color="#d62728",
+            label=f"expected: sent x (1 - {drop:g})")
+    ax.set_xlim(-RATE_WINDOW + 0.5, 0.5)  # a fixed window: an idle cluster's plot is the same each second
+    ax.set_xlabel("seconds before now")
     ax.set_ylabel("messages / s")
     ax.set_ylim(bottom=0)  # never negative: with no traffic, ticks down to -0.05 pushed the label out of the figure
     ax.legend(loc="upper left", fontsize=7, frameon=False)
-    return png_of(fig)
+    return png_of(fig), fig
 
 
 class ClusterPanel(widgets.VBox):
@@ -64,6 +67,8 @@ class ClusterPanel(widgets.VBox):
         self.plot = plot_image()
         self.message = widgets.Label()
         self.last_action = None
+        self._figure = None  # the rate plot's, reused by each drawing
+        self._drawn = None  # what the rate plot shows: a redraw of the same is skipped (~40 ms of the kernel's)
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="cluster-panel")
         for action, action_button in self.buttons.items():
             action_button.on_click(lambda _b, a=action: self.act(a))
@@ -122,8 +127,13 @@ class ClusterPanel(widgets.VBox):
             self.actor.options = names
             self.actor.value = chosen if chosen in names else (names[0] if names else None)
         self.table.value = self.cluster.status().to_html(index=False, border=0)
-        rates = rate_by_fate(self.cluster.trace(), self.cluster.elapsed())
-        show_png(self.plot, render_rate_png(*rates, drop=self.drop.value))
+        now = self.cluster.elapsed()
+        seconds, sent, delivered = rate_by_fate(self.cluster.trace(), now)
+        shown = ([second - int(now) for second in seconds], sent, delivered, self.drop.value)
+        if shown != self._drawn:
+            png, self._figure = render_rate_png(*shown, figure=self._figure)
+            show_png(self.plot, png)
+            self._drawn = shown
 
     def _refresh_loop(self, interval: float | None) -> None:
         """Redraw on every change, and every ``interval`` seconds (None: on changes only)."""
