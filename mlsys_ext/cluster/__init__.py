@@ -7,7 +7,7 @@
 
 Pure core: no IPython or widget imports (``mlsys_ext.jupyter`` adds those).
 """
-from ._cluster import BACKENDS, Cluster, WorkerResult, check_workers, live_clusters, max_workers
+from ._cluster import BACKENDS, Cluster, SharedMemoryUse, WorkerResult, check_workers, live_clusters, max_workers
 from ._context import ActorContext, context
 from ._errors import ActorDiedError, ActorTimeoutError, ClusterError, RemoteError, RemoteTraceback
 from ._future import Future, gather
@@ -26,6 +26,7 @@ __all__ = [
     "ObjectRef",
     "RemoteError",
     "RemoteTraceback",
+    "SharedMemoryUse",
     "WorkerResult",
     "check_workers",
     "context",

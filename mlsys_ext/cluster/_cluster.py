@@ -9,6 +9,7 @@ import time
 import weakref
 from collections import deque
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from ._errors import ActorDiedError, ActorTimeoutError, ClusterError
 from ._future import gather
@@ -113,6 +114,11 @@ def check_workers(n) -> int:
         raise ValueError(f"n = {n} workers is more than the limit of {limit} ({source}); "
                          f"set ${MAX_WORKERS_VARIABLE} to allow more")
     return n
+
+
+class SharedMemoryUse(NamedTuple):
+    segments: int
+    bytes: int
 
 
 class Cluster:
@@ -387,6 +393,10 @@ class Cluster:
         """(sent, received) messages per endpoint."""
         return self._net.sent, self._net.received
 
+    def _link_counts(self) -> dict:
+        """(src, dst) -> (messages, bytes) sent."""
+        return dict(self._net.links)
+
     def _pid(self, rec: ActorRecord):
         return None
 
@@ -405,6 +415,23 @@ class Cluster:
         frame = pd.DataFrame(rows, columns=["name", "class", "worker", "pid", "state", "restarts",
                                             "queue", "msgs_in", "msgs_out"])
         return frame.astype({"pid": "Int64"})
+
+    def links(self):
+        """One row per link (ordered pair of endpoints) that carried a message: src, dst, and
+        the messages and bytes sent on it since the cluster started (every copy, dropped
+        ones too; bytes include buffers sent through shared memory). A rate is the
+        difference of two readings over the time between them."""
+        import pandas as pd
+
+        self._refresh_stats()
+        rows = sorted((src, dst, messages, size) for (src, dst), (messages, size) in self._link_counts().items())
+        return pd.DataFrame(rows, columns=["src", "dst", "messages", "bytes"])
+
+    def shared_memory(self) -> SharedMemoryUse:
+        """The shared memory that the driver and the live workers hold (refs from ``put``,
+        arrays received as views, messages under way): segments and bytes, each segment
+        counted once however many processes map it."""
+        raise ClusterError(f"the {self.backend} backend keeps no shared memory of its own")
 
     # -- lifetime --------------------------------------------------------
     def __enter__(self):

@@ -50,14 +50,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import mlsys_ext
 
-from ._cluster import ActorRecord, Cluster, WorkerResult, job_timeout_error, spawn_timeout_error
+from ._cluster import ActorRecord, Cluster, SharedMemoryUse, WorkerResult, job_timeout_error, spawn_timeout_error
 from ._errors import ActorDiedError, ActorTimeoutError, ClusterError
 from ._future import Future, failed_future
 from ._handle import decoding_for
-from ._network import DRIVER, Delayer
+from ._network import DRIVER, Delayer, add_counts
 from ._process import wait_for_stop_state
-from ._wire import (SPIN_SECONDS, Channel, ObjectRef, SharedMemory, SharedPayload, decode_error, dumps, encode, loads,
-                    pack, payload_size, put, shared_count, unpack)
+from ._wire import (SPIN_SECONDS, Channel, ObjectRef, SharedMemory, SharedPayload, decode_error, dumps, encode,
+                    held_memory, loads, pack, payload_size, put, shared_count, unpack)
 
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(mlsys_ext.__file__)))
 _WORKER_MAIN = "from mlsys_ext.cluster._worker import main; main()"
@@ -75,7 +75,8 @@ class _Worker:
         self.alive = True
         self.paused = False
         self.acks: dict[int, Future] = {}
-        self.counts: tuple[dict, dict] = ({}, {})  # (sent, received) per endpoint, as it last reported
+        self.counts: tuple[dict, dict, dict] = ({}, {}, {})  # sent, received per endpoint; links: as it last reported
+        self.shared: dict = {}  # the memfds it held when it last reported (see held_memory)
 
 
 class LocalCluster(Cluster):
@@ -93,7 +94,7 @@ class LocalCluster(Cluster):
         self._router_selecting = False
         self._procs: dict[str, _Worker] = {}
         self._gathered: deque = deque(maxlen=self._net.trace.maxlen)  # workers' trace rows, by time
-        self._retired: tuple[dict, dict] = ({}, {})  # the counts of workers that died
+        self._retired: tuple[dict, dict, dict] = ({}, {}, {})  # the counts of workers that died
         self._delayer = Delayer()
         self._delayer.start()
         # Linux's parent-death signal fires when the *thread* that started a
@@ -428,7 +429,8 @@ class LocalCluster(Cluster):
                 report = fut.result(max(deadline - time.monotonic(), 0.0))
             except Exception:
                 continue
-            w.counts = (report["sent"], report["received"])
+            w.counts = (report["sent"], report["received"], report["links"])
+            w.shared = report["shared"]
             rows += report["trace"]
             for name, count in report["processed"].items():
                 rec = self._actors.get(name)
@@ -444,13 +446,26 @@ class LocalCluster(Cluster):
         rows = sorted([*self._net.trace, *self._gathered], key=lambda row: row[0])
         return rows[-self._net.trace.maxlen:]
 
-    def _message_counts(self) -> tuple[dict, dict]:
-        sent, received = dict(self._net.sent), dict(self._net.received)
+    def _counts(self) -> tuple[dict, dict, dict]:
+        totals = tuple(dict(part) for part in self._net.counts())
         for counts in [self._retired] + [w.counts for w in list(self._procs.values()) if w.alive]:
-            for total, part in zip((sent, received), counts):
-                for name, n in part.items():
-                    total[name] = total.get(name, 0) + n
-        return sent, received
+            for total, part in zip(totals, counts):
+                add_counts(total, part)
+        return totals
+
+    def _message_counts(self) -> tuple[dict, dict]:
+        return self._counts()[:2]
+
+    def shared_memory(self) -> SharedMemoryUse:
+        self._gather()
+        held = held_memory()
+        for w in list(self._procs.values()):
+            if w.alive:
+                held.update(w.shared)
+        return SharedMemoryUse(len(held), sum(held.values()))
+
+    def _link_counts(self) -> dict:
+        return self._counts()[2]
 
     # -- faults ------------------------------------------------------------
     def _worker_died(self, w: _Worker, restart: bool) -> None:
@@ -460,8 +475,7 @@ class LocalCluster(Cluster):
             w.alive = False
             self._net.set_paused(w.name, False)  # its next incarnation runs (``_revive`` tells the peers)
             for total, part in zip(self._retired, w.counts):
-                for name, n in part.items():
-                    total[name] = total.get(name, 0) + n
+                add_counts(total, part)
             try:
                 w.proc.kill()
             except OSError:

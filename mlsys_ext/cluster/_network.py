@@ -72,6 +72,7 @@ class Network:
         self.t0 = time.monotonic() if t0 is None else t0  # CLOCK_MONOTONIC: one clock for every process
         self.sent: dict[str, int] = {}
         self.received: dict[str, int] = {}
+        self.links: dict[tuple[str, str], tuple[int, int]] = {}  # (src, dst) -> messages, bytes sent
         self._clean = True
 
     # -- configuration -------------------------------------------------
@@ -197,10 +198,10 @@ class Network:
             self.trace.clear()
         return rows
 
-    def counts(self) -> tuple[dict, dict]:
-        """Copies of the (sent, received) counters per endpoint."""
+    def counts(self) -> tuple[dict, dict, dict]:
+        """Copies of the (sent, received) counters per endpoint, and of the link counters."""
         with self._lock:
-            return dict(self.sent), dict(self.received)
+            return dict(self.sent), dict(self.received), dict(self.links)
 
     def refuse(self, kind: str, src: str, dst: str, method: str, nbytes: int) -> None:
         """Record a message that could not be delivered at all (its destination is dead)."""
@@ -210,8 +211,22 @@ class Network:
         with self._lock:
             self.trace.append((now, kind, src, dst, method, nbytes, fate))
             self.sent[src] = self.sent.get(src, 0) + 1
+            messages, total = self.links.get((src, dst), (0, 0))
+            self.links[src, dst] = (messages + 1, total + nbytes)
             if fate != "dropped":
                 self.received[dst] = self.received.get(dst, 0) + 1
+
+
+def add_counts(total: dict, part: dict) -> None:
+    """Add the counters of ``part`` into ``total``: ints, or tuples of ints added element-wise."""
+    for key, count in part.items():
+        before = total.get(key)
+        if before is None:
+            total[key] = count
+        elif isinstance(count, int):
+            total[key] = before + count
+        else:
+            total[key] = tuple(a + b for a, b in zip(before, count))
 
 
 class Delayer(threading.Thread):

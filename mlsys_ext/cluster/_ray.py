@@ -441,7 +441,7 @@ class _Router:
         return list(self._net.trace)
 
     def counts(self):
-        return dict(self._net.sent), dict(self._net.received)
+        return self._net.counts()
 
 
 class _RouterNetwork:
@@ -455,7 +455,7 @@ class _RouterNetwork:
     def __init__(self, router, settings: Network):
         self._router = router
         self._settings = settings
-        self._final = None  # (trace, sent, received) once stopped
+        self._final = None  # (trace, sent, received, links) once stopped
         self.t0 = time.monotonic() - ray.get(router.clock.remote())  # the clock of the trace's time column
 
     def partition(self, groups) -> None:
@@ -481,7 +481,7 @@ class _RouterNetwork:
         try:
             self._final = (self.trace, *ray.get(self._router.counts.remote(), timeout=10))
         except RayError:
-            self._final = ([], {}, {})
+            self._final = ([], {}, {}, {})
 
     @property
     def trace(self) -> list:
@@ -494,6 +494,10 @@ class _RouterNetwork:
     @property
     def received(self) -> dict:
         return self._final[2] if self._final else ray.get(self._router.counts.remote())[1]
+
+    @property
+    def links(self) -> dict:
+        return self._final[3] if self._final else ray.get(self._router.counts.remote())[2]
 
 
 # -- the driver ------------------------------------------------------------------------
@@ -713,6 +717,10 @@ class RayCluster(_Messenger, Cluster):
     def put(self, obj):
         raise ClusterError("cluster.put is on the local backend only, for now: on Ray, pass the object "
                            "itself (Ray's own serialisation moves arrays)")
+
+    def shared_memory(self):
+        raise ClusterError("on the Ray backend arrays travel through Ray's object store (`ray memory` lists "
+                           "what it holds), not through this cluster's shared memory")
 
     def _call(self, dst: str, method: str, args, kwargs, oneway: bool):
         rec = self._callable(dst, oneway)

@@ -14,6 +14,7 @@ import os
 import pickle
 import select
 import socket
+import stat
 import struct
 import threading
 import time
@@ -80,13 +81,28 @@ _ALIGN = 64
 class SharedMemory:
     """A memfd holding buffers; its descriptor closes with the last reference."""
 
-    __slots__ = ("fd",)
+    __slots__ = ("fd", "__weakref__")
 
     def __init__(self, fd: int):
         self.fd = fd
+        _held.add(self)
 
     def __del__(self):
         os.close(self.fd)
+
+
+_held: "weakref.WeakSet[SharedMemory]" = weakref.WeakSet()  # the memfds this process holds open
+
+
+def held_memory() -> dict[tuple[int, int], int]:
+    """(device, inode) -> bytes of every memfd this process holds: the key names one segment
+    whichever process holds it, so that the driver can count each segment once."""
+    held = {}
+    for memory in list(_held):  # the list holds each one, so no descriptor closes under fstat
+        status = os.fstat(memory.fd)
+        if stat.S_ISREG(status.st_mode):  # a memfd; socket ends to peers are held the same way
+            held[status.st_dev, status.st_ino] = status.st_size
+    return held
 
 
 class _Mapping(mmap.mmap):

@@ -66,8 +66,8 @@ from ._errors import ActorDiedError, ActorTimeoutError, ClusterError
 from ._future import Future, failed_future
 from ._handle import set_process_runtime
 from ._network import Delayer, Network
-from ._wire import (SPIN_SECONDS, Channel, SharedMemory, SharedPayload, decode_error, dumps, encode, loads, pack,
-                    payload_size, shared_count, unpack)
+from ._wire import (SPIN_SECONDS, Channel, SharedMemory, SharedPayload, decode_error, dumps, encode, held_memory,
+                    loads, pack, payload_size, shared_count, unpack)
 
 _IN = select.POLLIN | select.POLLPRI
 _OUT = select.POLLOUT
@@ -494,9 +494,10 @@ class WorkerRuntime:
         self._ack(req, *run_job(kind, payload, self.namespace))
 
     def _report(self) -> bytes:
-        sent, received = self.net.counts()
+        sent, received, links = self.net.counts()
         return dumps({"processed": {n: h.processed for n, h in list(self.actors.items())},
-                      "sent": sent, "received": received, "trace": self.net.take_trace()})
+                      "sent": sent, "received": received, "links": links, "trace": self.net.take_trace(),
+                      "shared": held_memory()})
 
     def serve(self) -> None:
         while True:

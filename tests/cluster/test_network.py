@@ -86,6 +86,8 @@ def test_trace_is_bounded_and_counters_add_up():
     assert len(net.trace) == 10
     assert net.sent["a"] == 100
     assert net.received["b"] == sum(len(o) for o in outcomes)
+    copies = sum(max(len(o), 1) for o in outcomes)  # a dropped message was still sent; a duplicate twice
+    assert net.counts()[2] == {("a", "b"): (copies, 3 * copies)}
 
 
 @pytest.mark.parametrize("kwargs, message", [

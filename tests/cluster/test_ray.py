@@ -397,6 +397,11 @@ def test_status_and_trace_frames(cl):
     assert mine["kind"].tolist() == ["call", "reply"] * 3
     assert set(mine["fate"]) == {"delivered"}
     assert len(cl.trace(2)) == 2
+    links = cl.links().set_index(["src", "dst"])
+    assert links.loc[("driver", "watched"), "messages"] == 3 and links.loc[("watched", "driver"), "messages"] == 3
+    assert links.loc[("driver", "watched"), "bytes"] == mine[mine.kind == "call"]["bytes"].sum()
+    with pytest.raises(ClusterError, match="Ray's object store"):
+        cl.shared_memory()
 
 
 def test_queue_depth_counts_waiting_messages(cl):

@@ -151,9 +151,31 @@ def test_a_put_array_broadcast_to_four_actors_exists_once():
             "every actor maps the one memfd the driver wrote: the array exists once"
         got = ref.get()
         assert got.flags.writeable is False and np.array_equal(got, array)
+        held = c.shared_memory()
+        assert held.segments == 1 and array.nbytes <= held.bytes <= array.nbytes + 4096, \
+            "five processes map it, and it is counted once"
         for k in keepers:
             k.forget.remote().result()
         assert [k.mapped_memfds.remote().result() for k in keepers] == [[]] * 4, "unmapped with the last view"
+        del got, ref
+        gc.collect()
+        assert c.shared_memory() == (0, 0)
+
+
+@pytest.mark.parametrize("kind", PATHS)
+def test_links_count_every_message_and_its_shared_bytes_on_both_paths(pair, kind):
+    c, _, b = pair
+    path = Path(c, kind, sender="a")
+    before = c.links()
+    array = np.arange(BIG, dtype=np.float32)
+    assert path.call("b", "keep", array).result() == 1
+    assert c.shared_memory().bytes >= array.nbytes, "b holds the array it keeps"
+    after = c.links().set_index(["src", "dst"])
+    gone = before.set_index(["src", "dst"]).reindex(after.index, fill_value=0)
+    sent = after - gone
+    src = "driver" if kind == "routed" else "a"
+    assert sent.loc[(src, "b"), "messages"] == 1 and sent.loc[(src, "b"), "bytes"] >= array.nbytes
+    assert sent.loc[("b", src), "messages"] == 1 and sent.loc[("b", src), "bytes"] < 1024, "the reply is small"
 
 
 def test_refs_travel_inside_structures_and_die_with_their_cluster():
