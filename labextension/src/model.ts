@@ -18,12 +18,21 @@ export interface IActor {
   msgs_per_s: number;
 }
 
+export interface ILink {
+  src: string;
+  dst: string;
+  msgs_per_s: number;
+  bytes_per_s: number;
+}
+
 export interface ICluster {
   id: string;
   backend: string;
   workers: string[];
   current: boolean;
   actors: IActor[];
+  links: ILink[]; // the busiest, by bytes per second
+  shared_memory: string; // what the cluster holds, in words
 }
 
 export interface IRaftServer {

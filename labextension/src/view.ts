@@ -151,6 +151,7 @@ function renderCluster(model: SidebarModel, cluster: ICluster): HTMLElement {
   if (cluster.actors.length === 0) {
     node.appendChild(element('p', 'jp-mlsys-empty', 'No actors yet: cluster.spawn(Class, ...)'));
   }
+  node.appendChild(renderLinks(cluster));
   const network = element('div', 'jp-mlsys-network');
   const groups = element('input', 'jp-mlsys-groups');
   groups.placeholder = 'a,b | c';
@@ -168,6 +169,38 @@ function renderCluster(model: SidebarModel, cluster: ICluster): HTMLElement {
   );
   network.appendChild(button('heal', 'remove every cut', () => model.request('heal', { cluster: cluster.id }), 'heal'));
   node.appendChild(network);
+  return node;
+}
+
+/** Decimal units, as link speeds are written: 12.3 MB/s. */
+export function byteRate(bytesPerSecond: number): string {
+  for (const [unit, size] of [['GB/s', 1e9], ['MB/s', 1e6], ['kB/s', 1e3]] as const) {
+    if (bytesPerSecond >= size) {
+      return `${(bytesPerSecond / size).toFixed(1)} ${unit}`;
+    }
+  }
+  return `${bytesPerSecond.toFixed(0)} B/s`;
+}
+
+function renderLinks(cluster: ICluster): HTMLElement {
+  const node = element('div', 'jp-mlsys-links');
+  const table = element('table', '');
+  const head = element('tr', '');
+  for (const name of ['link', 'msg/s', 'bytes/s']) {
+    head.appendChild(element('th', '', name));
+  }
+  table.appendChild(head);
+  for (const link of cluster.links) {
+    const row = element('tr', 'jp-mlsys-link');
+    for (const text of [`${link.src} → ${link.dst}`, link.msgs_per_s.toFixed(1), byteRate(link.bytes_per_s)]) {
+      row.appendChild(element('td', '', text));
+    }
+    table.appendChild(row);
+  }
+  if (cluster.links.length > 0) {  // the links that carried messages lately
+    node.appendChild(table);
+  }
+  node.appendChild(element('p', 'jp-mlsys-shared-memory', cluster.shared_memory));
   return node;
 }
 

@@ -9,7 +9,10 @@ export function state(overrides: Partial<IState> = {}): IState {
       { name: 'a', class: 'Echo', worker: 'w0', pid: 101, state: 'alive', restarts: 0, queue: 0, msgs_in: 4,
         msgs_per_s: 2.5 },
       { name: 'b', class: 'Echo', worker: 'w1', pid: 102, state: 'paused', restarts: 1, queue: 3, msgs_in: 9,
-        msgs_per_s: 0 }] }],
+        msgs_per_s: 0 }],
+      links: [{ src: 'driver', dst: 'a', msgs_per_s: 12.5, bytes_per_s: 2_500_000 },
+        { src: 'a', dst: 'b', msgs_per_s: 3, bytes_per_s: 120 }],
+      shared_memory: 'shared memory held: 4.0 MiB in 1 segment' }],
     raft: [],
     panels: [{ label: 'Bloom filter', magic: '%bloom' }],
     ...overrides

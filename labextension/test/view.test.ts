@@ -1,7 +1,7 @@
 import { describe, expect, it, vi } from 'vitest';
 
 import { PROTOCOL, SidebarModel } from '../src/model';
-import { environmentLine, render, stateLabel } from '../src/view';
+import { byteRate, environmentLine, render, stateLabel } from '../src/view';
 import { state } from './fixtures';
 
 function drawn(model: SidebarModel) {
@@ -48,6 +48,14 @@ describe('render', () => {
     expect(sent.map(m => [m.action, m.name])).toEqual([['kill', 'a'], ['resume', 'b'], ['stop', undefined]]);
     expect(root.querySelector('.jp-mlsys-environment')!.textContent).toBe(
       '2 CPUs · numba workqueue · CUDA no · CuPy no · Ray yes');
+  });
+
+  it('shows the busiest links in bytes per second and the shared memory held', () => {
+    const { root } = live();
+    const rows = [...root.querySelectorAll('tr.jp-mlsys-link')].map(row => row.textContent);
+    expect(rows).toEqual(['driver → a12.52.5 MB/s', 'a → b3.0120 B/s']);
+    expect(root.querySelector('.jp-mlsys-shared-memory')!.textContent).toBe('shared memory held: 4.0 MiB in 1 segment');
+    expect([byteRate(999), byteRate(1500), byteRate(3.2e9)]).toEqual(['999 B/s', '1.5 kB/s', '3.2 GB/s']);
   });
 
   it('partitions by the groups typed, and refuses one group', () => {

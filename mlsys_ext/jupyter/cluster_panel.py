@@ -1,12 +1,15 @@
-"""The ``%cluster`` panel: live actor table, fault buttons, network sliders, message rate."""
+"""The ``%cluster`` panel: live actor table, fault buttons, network sliders, rates per link,
+shared memory held, message rate."""
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import ipywidgets as widgets
+import pandas as pd
 
-from ..cluster import Cluster
+from ..cluster import Cluster, ClusterError
 from ._lab_panel import button, control_row, plot_image, show_png, slider
 from ._plots import panel_axes, png_of
 
@@ -46,8 +49,56 @@ def render_rate_png(seconds_ago, sent, delivered, drop: float, figure=None) -> t
     return png_of(fig), fig
 
 
+class LinkMeter:
+    """Messages and bytes per second on each link, between successive readings of ``cluster.links()``."""
+
+    def __init__(self, cluster: Cluster):
+        self.cluster = cluster
+        self._last = None  # (links indexed by src and dst, monotonic time) of the previous reading
+
+    def read(self, top: int = 6) -> pd.DataFrame:
+        """src, dst, msgs_per_s, bytes_per_s of the ``top`` busiest links (by bytes) that carried
+        messages since the last reading (none on the first)."""
+        now, links = time.monotonic(), self.cluster.links().set_index(["src", "dst"])
+        if self._last is None:
+            rates = links * 0.0
+        else:
+            before, then = self._last
+            rates = (links - before.reindex(links.index, fill_value=0)) / max(now - then, 1e-9)
+        self._last = links, now
+        rates.columns = ["msgs_per_s", "bytes_per_s"]
+        rates = rates[rates.msgs_per_s > 0]
+        return rates.sort_values(["bytes_per_s", "msgs_per_s"], ascending=False).head(top).reset_index()
+
+
+def byte_rate(bytes_per_s: float) -> str:
+    """``12.3 MB/s``: decimal units, as link speeds are written."""
+    for unit, size in (("GB/s", 1e9), ("MB/s", 1e6), ("kB/s", 1e3)):
+        if bytes_per_s >= size:
+            return f"{bytes_per_s / size:.1f} {unit}"
+    return f"{bytes_per_s:.0f} B/s"
+
+
+def shared_memory_text(cluster: Cluster) -> str:
+    try:
+        held = cluster.shared_memory()
+    except ClusterError as exc:
+        return str(exc)
+    return f"shared memory held: {held.bytes / 2**20:,.1f} MiB in {held.segments} segment{'s' * (held.segments != 1)}"
+
+
+def links_html(rates: pd.DataFrame, shared: str) -> str:
+    if rates.empty:
+        return f"<p>no messages since the last refresh; {shared}</p>"
+    rows = "".join(f"<tr><td>{r.src} &rarr; {r.dst}</td><td>{r.msgs_per_s:,.0f}</td><td>{byte_rate(r.bytes_per_s)}</td></tr>"
+                   for r in rates.itertuples())
+    return (f"<table style='border-spacing: 10px 0'><tr><th>busiest links</th><th>msgs/s</th><th>bytes/s</th></tr>"
+            f"{rows}</table><p>{shared}</p>")
+
+
 class ClusterPanel(widgets.VBox):
-    """Actor table refreshed live, kill/restart/pause/resume buttons, drop and delay sliders.
+    """Actor table refreshed live, kill/restart/pause/resume buttons, drop and delay sliders,
+    the busiest links' messages and bytes per second, and the shared memory held.
 
     Actions run on a background thread so the kernel keeps answering widget
     messages; sliders only report when released (``continuous_update=False``).
@@ -57,6 +108,8 @@ class ClusterPanel(widgets.VBox):
         """``refresh_interval``: seconds between redraws besides those on changes (None: changes only)."""
         self.cluster = cluster
         self.table = widgets.HTML()
+        self.links = widgets.HTML()
+        self._meter = LinkMeter(cluster)
         self.actor = widgets.Dropdown(description="actor", options=cluster.actors)
         self.buttons = {a: button(a) for a in ACTIONS}
         faults = cluster.network()["default"]
@@ -78,6 +131,7 @@ class ClusterPanel(widgets.VBox):
             self.table,
             control_row(self.actor, *self.buttons.values()),
             control_row(self.drop, self.delay),
+            self.links,
             self.plot,
             self.message,
         ])
@@ -127,6 +181,7 @@ class ClusterPanel(widgets.VBox):
             self.actor.options = names
             self.actor.value = chosen if chosen in names else (names[0] if names else None)
         self.table.value = self.cluster.status().to_html(index=False, border=0)
+        self.links.value = links_html(self._meter.read(), shared_memory_text(self.cluster))
         now = self.cluster.elapsed()
         seconds, sent, delivered = rate_by_fate(self.cluster.trace(), now)
         shown = ([second - int(now) for second in seconds], sent, delivered, self.drop.value)

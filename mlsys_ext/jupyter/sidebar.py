@@ -11,7 +11,8 @@ Protocol (version 1), JSON over a comm with target ``mlsys_ext.sidebar``:
   second to time out). The sidebar never polls.
 - ``state``: ``environment`` (the ``%mlsys`` facts), ``clusters`` (id, backend,
   workers, current, actors: name, class, worker, pid, state, restarts, queue,
-  msgs_in, msgs_per_s), ``raft`` (live Raft servers: id, role, term, commit), and
+  msgs_in, msgs_per_s; links: the busiest, src, dst, msgs_per_s, bytes_per_s;
+  shared_memory: a line saying what the cluster holds), ``raft`` (live Raft servers: id, role, term, commit), and
   ``panels`` (label and magic of every lab panel, for the sidebar's buttons).
 - The sidebar sends ``{"type": "action", "request": n, "action": A, ...}`` with A one
   of kill, restart, pause, resume (``cluster``, ``name``), partition (``cluster``,
@@ -29,12 +30,14 @@ import pandas as pd
 
 from ..cluster import ClusterError, live_clusters
 from .._environment import environment
+from .cluster_panel import LinkMeter, shared_memory_text
 
 TARGET = "mlsys_ext.sidebar"
 PROTOCOL = 1
 ACTOR_ACTIONS = ("kill", "restart", "pause", "resume")
 CLUSTER_ACTIONS = ("partition", "heal", "stop")
 ACTIONS = (*ACTOR_ACTIONS, *CLUSTER_ACTIONS, "refresh")
+LINKS_SHOWN = 5  # the busiest links of a cluster, by bytes per second
 
 
 class Sidebar:
@@ -52,6 +55,7 @@ class Sidebar:
         self._last_sent = None
         self._counts: dict = {}  # (cluster id, actor) -> (msgs_in, monotonic time), for rates
         self._watched: dict = {}  # cluster id -> unsubscribe
+        self._meters: dict = {}  # cluster id -> LinkMeter, for rates per link
         self._raft_rows: list[dict] = []
         self._publisher = threading.Thread(target=self._publish_loop, name="mlsys-sidebar", daemon=True)
         self._publisher.start()
@@ -116,13 +120,18 @@ class Sidebar:
                     rate = max(row["msgs_in"] - before[0], 0) / (now - before[1])
                 self._counts[(key, row["name"])] = (row["msgs_in"], now)
                 actors.append({**{k: _plain(v) for k, v in row.items()}, "msgs_per_s": round(rate, 1)})
+            meter = self._meters.setdefault(key, LinkMeter(cluster))
+            links = [{"src": r.src, "dst": r.dst, "msgs_per_s": round(r.msgs_per_s, 1),
+                      "bytes_per_s": round(r.bytes_per_s)} for r in meter.read(top=LINKS_SHOWN).itertuples()]
             clusters.append({"id": key, "backend": cluster.backend, "workers": list(cluster.workers),
-                             "current": cluster is self.magics.current, "actors": actors})
+                             "current": cluster is self.magics.current, "actors": actors, "links": links,
+                             "shared_memory": shared_memory_text(cluster)})
         # forget stopped clusters: a new cluster can get a stopped one's id, and must be watched
         live = {c["id"] for c in clusters}
         for key in [key for key in self._watched if key not in live]:
             self._watched.pop(key)()
         self._counts = {key: count for key, count in self._counts.items() if key[0] in live}
+        self._meters = {key: meter for key, meter in self._meters.items() if key in live}
         return {"environment": self._environment, "clusters": clusters, "raft": self._raft_rows,
                 "panels": self.panels}
 

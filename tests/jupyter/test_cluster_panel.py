@@ -4,7 +4,7 @@ from ipywidgets.widgets.tests.utils import setup_test_comm, teardown_test_comm
 
 from mlsys_ext.cluster import Cluster
 from mlsys_ext.jupyter import ClusterPanel
-from tests.cluster.actors import Counter
+from tests.cluster.actors import ArrayKeeper, Counter
 from tests.conftest import wait_until
 
 
@@ -33,6 +33,19 @@ def test_panel_lists_actors_and_draws_rates(panel):
     panel.cluster.handle("a").incr.remote().result()
     panel.refresh()
     assert panel.table.value != sent_before
+
+
+def test_panel_shows_bytes_per_second_per_link_and_the_shared_memory_held(panel):
+    import numpy as np
+
+    assert "no messages since the last refresh" in panel.links.value and "0.0 MiB in 0 segments" in panel.links.value
+    keeper = panel.cluster.spawn(ArrayKeeper, name="k", worker="w1")
+    array = np.ones(1 << 20, np.float32)  # 4 MiB: through shared memory
+    for _ in range(3):
+        keeper.keep.remote(array).result()
+    panel.refresh()
+    assert "driver &rarr; k" in panel.links.value and "MB/s" in panel.links.value
+    assert "12.0 MiB in 3 segments" in panel.links.value  # k keeps the three arrays it was sent
 
 
 def test_the_actor_choice_is_never_blank_and_survives_new_actors():

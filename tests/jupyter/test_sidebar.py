@@ -78,6 +78,12 @@ def test_a_new_comm_gets_the_state_and_every_change_is_pushed(sidebar):
         for i in range(50):
             handle.ping.remote(i).result(timeout=5)
         wait_until(lambda: actor_states(comm, cluster)["b"]["msgs_in"] >= 50)
+        links = [link for state in comm.states() for c in state["clusters"] if c["id"] == str(id(cluster))
+                 for link in c["links"]]
+        assert {(link["src"], link["dst"]) for link in links} >= {("driver", "b"), ("b", "driver")}
+        assert all(link["msgs_per_s"] > 0 and link["bytes_per_s"] > 0 for link in links)
+        mine = next(c for c in comm.states()[-1]["clusters"] if c["id"] == str(id(cluster)))
+        assert mine["shared_memory"].startswith("shared memory held: 0.0 MiB")
         pushed = len(comm.sent)
         cluster.kill("a")  # dies, then comes back by itself: both are pushed
         wait_until(lambda: actor_states(comm, cluster)["a"]["restarts"] == 1
