@@ -176,6 +176,8 @@ def test_links_count_every_message_and_its_shared_bytes_on_both_paths(pair, kind
     src = "driver" if kind == "routed" else "a"
     assert sent.loc[(src, "b"), "messages"] == 1 and sent.loc[(src, "b"), "bytes"] >= array.nbytes
     assert sent.loc[("b", src), "messages"] == 1 and sent.loc[("b", src), "bytes"] < 1024, "the reply is small"
+    c.kill("w1")  # b's worker, which decided (and counted) b's reply: its counts outlive it
+    assert c.links().set_index(["src", "dst"]).loc[("b", src), "messages"] == after.loc[("b", src), "messages"]
 
 
 def test_refs_travel_inside_structures_and_die_with_their_cluster():
