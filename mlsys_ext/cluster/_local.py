@@ -50,14 +50,16 @@ from concurrent.futures import ThreadPoolExecutor
 
 import mlsys_ext
 
-from ._cluster import ActorRecord, Cluster, SharedMemoryUse, WorkerResult, job_timeout_error, spawn_timeout_error
+from ._cluster import (ActorRecord, Cluster, SharedMemoryUse, WorkerResult, job_timeout_error, live_clusters,
+                       spawn_timeout_error)
 from ._errors import ActorDiedError, ActorTimeoutError, ClusterError
 from ._future import Future, failed_future
 from ._handle import decoding_for
 from ._network import DRIVER, Delayer, add_counts
 from ._process import wait_for_stop_state
-from ._wire import (SPIN_SECONDS, Channel, ObjectRef, SharedMemory, SharedPayload, decode_error, dumps, encode,
-                    held_memory, loads, pack, payload_size, put, shared_count, unpack)
+from ._shm import SharedMemory, held_memory, pool
+from ._wire import (SPIN_SECONDS, Channel, ObjectRef, SharedPayload, decode_error, dumps, encode, loads, pack,
+                    payload_size, put, shared_count, unpack)
 
 _PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(mlsys_ext.__file__)))
 _WORKER_MAIN = "from mlsys_ext.cluster._worker import main; main()"
@@ -651,6 +653,8 @@ class LocalCluster(Cluster):
         os.close(self._wake_w)
         for ref in list(self._refs):
             ref.release()
+        if not any(isinstance(c, LocalCluster) for c in live_clusters()):
+            pool.clear()  # the driver's memfds for messages: none outlives the last local cluster
         error = ClusterError("the cluster was stopped")
         for fut in list(self._pending.values()):
             fut._resolve(error=error)

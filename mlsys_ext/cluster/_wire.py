@@ -14,7 +14,6 @@ import os
 import pickle
 import select
 import socket
-import stat
 import struct
 import threading
 import time
@@ -25,6 +24,7 @@ from collections import deque
 import cloudpickle
 
 from ._errors import RemoteError, RemoteTraceback
+from ._shm import SharedMemory, pool, write_fresh
 
 _HEADER = struct.Struct("!I")
 _FDS_SPACE = socket.CMSG_SPACE(8 * array.array("i").itemsize)  # descriptors one read can take
@@ -78,33 +78,6 @@ _SPAN = struct.Struct("<HQQ")  # one buffer: which of the memfds, offset, length
 _ALIGN = 64
 
 
-class SharedMemory:
-    """A memfd holding buffers; its descriptor closes with the last reference."""
-
-    __slots__ = ("fd", "__weakref__")
-
-    def __init__(self, fd: int):
-        self.fd = fd
-        _held.add(self)
-
-    def __del__(self):
-        os.close(self.fd)
-
-
-_held: "weakref.WeakSet[SharedMemory]" = weakref.WeakSet()  # the memfds this process holds open
-
-
-def held_memory() -> dict[tuple[int, int], int]:
-    """(device, inode) -> bytes of every memfd this process holds: the key names one segment
-    whichever process holds it, so that the driver can count each segment once."""
-    held = {}
-    for memory in list(_held):  # the list holds each one, so no descriptor closes under fstat
-        status = os.fstat(memory.fd)
-        if stat.S_ISREG(status.st_mode):  # a memfd; socket ends to peers are held the same way
-            held[status.st_dev, status.st_ino] = status.st_size
-    return held
-
-
 class _Mapping(mmap.mmap):
     """A received memfd mapped read-only. It keeps the memfd open, so that an array viewing
     it can be sent on (returned, forwarded) as the same memfd, without a copy."""
@@ -138,19 +111,23 @@ def _mapping_of(raw: memoryview):
     return None
 
 
-def _memfd(chunks: list) -> tuple[SharedMemory, list[tuple[int, int]]]:
-    """A new memfd holding ``chunks`` (byte memoryviews), each at an aligned offset."""
+def _layout(chunks: list) -> tuple[list[tuple[int, int]], int]:
+    """Where ``chunks`` (byte memoryviews) go in one memfd, each at an aligned offset: their
+    (offset, length) spans, and the end."""
     spans, end = [], 0
     for chunk in chunks:
         spans.append((end, chunk.nbytes))
         end += max(-(-chunk.nbytes // _ALIGN) * _ALIGN, _ALIGN)
+    return spans, end
+
+
+def _memfd(chunks: list) -> tuple[SharedMemory, list[tuple[int, int]]]:
+    """A new memfd of its own holding ``chunks``, each at an aligned offset (an ObjectRef's:
+    it lives as long as the ref, so the pool's reuse is not for it)."""
+    spans, end = _layout(chunks)
     memory = SharedMemory(os.memfd_create("mlsys_ext", os.MFD_CLOEXEC))
-    # pwrite, not a mapping: the kernel fills fresh pages without a fault (and a zeroing) per page
-    for (offset, length), chunk in zip(spans, chunks):
-        chunk = chunk.cast("B")
-        done = 0
-        while done < length:
-            done += os.pwrite(memory.fd, chunk[done:], offset + done)
+    for (offset, _), chunk in zip(spans, chunks):
+        write_fresh(memory.fd, chunk.cast("B"), offset)
     os.ftruncate(memory.fd, end)
     return memory, spans
 
@@ -255,8 +232,8 @@ class SharedPayload:
 
 def encode(obj, threshold: int | None) -> tuple[bytes, tuple[SharedMemory, ...]]:
     """``obj`` pickled, and the memfds to send beside it: with ``threshold``, buffers of that
-    many bytes or more leave the pickle, into a new memfd, or as the received memfd they
-    already lie in; and one memfd per ObjectRef inside it."""
+    many bytes or more leave the pickle, into a memfd of this process's pool, or as the
+    received memfd they already lie in; and one memfd per ObjectRef inside it."""
     if _plain(obj):
         return pickle.dumps(obj, 5), ()
     large, refs = [], []
@@ -268,8 +245,8 @@ def encode(obj, threshold: int | None) -> tuple[bytes, tuple[SharedMemory, ...]]
     copies = [raw for raw, found in large if found is None]
     memories, spans, index = [], [], {}
     if copies:
-        memory, copied = _memfd(copies)
-        memories.append(memory)
+        copied, end = _layout(copies)
+        memories.append(pool.write(copies, copied, end))
         copied = iter(copied)
     for raw, found in large:
         if found is None:

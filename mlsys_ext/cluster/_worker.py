@@ -66,8 +66,9 @@ from ._errors import ActorDiedError, ActorTimeoutError, ClusterError
 from ._future import Future, failed_future
 from ._handle import set_process_runtime
 from ._network import Delayer, Network
-from ._wire import (SPIN_SECONDS, Channel, SharedMemory, SharedPayload, decode_error, dumps, encode, held_memory,
-                    loads, pack, payload_size, shared_count, unpack)
+from ._shm import SharedMemory, held_memory
+from ._wire import (SPIN_SECONDS, Channel, SharedPayload, decode_error, dumps, encode, loads, pack, payload_size,
+                    shared_count, unpack)
 
 _IN = select.POLLIN | select.POLLPRI
 _OUT = select.POLLOUT

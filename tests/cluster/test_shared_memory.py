@@ -19,6 +19,18 @@ def open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+def fds_without_pools(cluster) -> tuple[int, dict]:
+    """Descriptors the driver and each worker hold, once their pools of message memfds are
+    emptied: what is left is held by someone (a lent memfd's receiver holds its own descriptor)."""
+    def clear_and_count():
+        from mlsys_ext.cluster._shm import pool
+
+        pool.clear()
+        return len(os.listdir("/proc/self/fd"))
+
+    return clear_and_count(), {w: r.get() for w, r in cluster.run(clear_and_count).items()}
+
+
 @pytest.fixture
 def pair():
     with Cluster(2, timeout=20.0, seed=0, echo=False) as c:
@@ -76,7 +88,7 @@ def test_faults_apply_to_shared_messages_and_leak_nothing(pair, kind):
     link = path.link and ("b", "a")
     array = np.ones(BIG, dtype=np.float32)
     assert path.call("a", "describe", array).result()["mapped"]  # the first call opens what later ones reuse
-    baseline, workers = open_fds(), {w: r.get() for w, r in cluster.run(lambda: len(os.listdir("/proc/self/fd"))).items()}
+    baseline, workers = fds_without_pools(cluster)
     cluster.set_network(duplicate=1.0, link=link)
     path.send("a", "keep", array)
     assert wait_until(lambda: a.keep.remote(array[:10]).result() >= 3), "the send arrived twice"
@@ -91,8 +103,8 @@ def test_faults_apply_to_shared_messages_and_leak_nothing(pair, kind):
     cluster.set_network(link=link)
     a.forget.remote().result()
     gc.collect()
-    assert wait_until(lambda: open_fds() <= baseline), "the driver holds no memfd"
-    after = {w: r.get() for w, r in cluster.run(lambda: len(os.listdir("/proc/self/fd"))).items()}
+    assert wait_until(lambda: fds_without_pools(cluster)[0] <= baseline), "the driver holds no memfd"
+    after = fds_without_pools(cluster)[1]
     assert all(after[w] <= workers[w] for w in workers), f"no worker holds a memfd: {workers} -> {after}"
 
 
