@@ -27,7 +27,7 @@ from ._storage import FileStorage, MemoryStorage
 from ._types import ENTRY_NORMAL, NotLeader, ProposalDropped
 
 KEPT_OUTPUTS = 10_000  # applied commands whose outputs a server remembers for polling clients
-POLL_INTERVAL = 0.002  # seconds between a client's polls for its command's outcome
+POLL_INTERVAL = 0.002  # seconds between a pipelining writer's polls for outcomes, and a client's retries
 
 
 def server_name(i: int) -> str:
@@ -46,6 +46,7 @@ class RaftServer:
         # a new stream of election timeouts in each incarnation, as a real restart would have
         self.node = RaftNode(id, range(n), config, self.storage, random.Random(f"{seed}/{id}/{time.time_ns()}"))
         self.outputs: dict[int, tuple[bytes, object]] = {}
+        self.waiting: dict[int, list] = {}  # index -> (command, deferred reply) of clients waiting for it
         ctx = context()
         self.peers = {j: ctx.handle(server_name(j)) for j in range(n) if j != id}
         self._process()
@@ -76,6 +77,19 @@ class RaftServer:
         self._process()
         return "accepted", indices
 
+    def execute(self, command: bytes):
+        """``command`` proposed, answered once applied: ("ok", its output), ("lost", None) if
+        another entry took its index (or a snapshot passed it), or at once ("redirect", the
+        leader it knows or None). One round trip for a blocking client, no polling."""
+        verdict, detail = self.submit([command])
+        if verdict != "accepted":
+            return verdict, detail
+        [(status, output)] = self.outcomes([(detail[0], command)])
+        if status != "pending":
+            return status, output
+        self.waiting.setdefault(detail[0], []).append((command, context().defer()))
+        return None  # the deferred reply answers
+
     def outcomes(self, pending: list[tuple[int, bytes]]) -> list[tuple[str, object]]:
         """For each (index, command): ("ok", output) once the command is applied at that
         index; ("pending", None) before; ("lost", None) if another entry took the index."""
@@ -103,9 +117,16 @@ class RaftServer:
                 self.peers[message.dst].receive.send(message)
             if ready.snapshot is not None:
                 self.kv = KVStore.restore(ready.snapshot.data)
+                for index in [i for i in self.waiting if i <= ready.snapshot.index]:
+                    for _, reply in self.waiting.pop(index):
+                        reply.send(("lost", None))  # its output is not kept: the client asks again
             for entry in ready.committed_entries:
+                output = None
                 if entry.kind == ENTRY_NORMAL and entry.data:
-                    self.outputs[entry.index] = (entry.data, self.kv.apply(entry.data))
+                    output = self.kv.apply(entry.data)
+                    self.outputs[entry.index] = (entry.data, output)
+                for command, reply in self.waiting.pop(entry.index, ()):
+                    reply.send(("ok", output) if command == entry.data else ("lost", None))
             while len(self.outputs) > KEPT_OUTPUTS:
                 del self.outputs[next(iter(self.outputs))]
             node.advance(ready)
@@ -279,16 +300,11 @@ class LiveKVClient(KVOperations):
         while time.monotonic() < deadline:
             handle = raft.servers[server]
             try:
-                verdict, detail = handle.submit.remote([command]).result(timeout=0.5)
-                if verdict == "accepted":
-                    while time.monotonic() < deadline:
-                        [(status, output)] = handle.outcomes.remote([(detail[0], command)]).result(timeout=0.5)
-                        if status == "ok":
-                            raft._leader_guess = server
-                            return output
-                        if status == "lost":
-                            break
-                        time.sleep(POLL_INTERVAL)
+                verdict, detail = handle.execute.remote(command).result(timeout=0.5)
+                if verdict == "ok":
+                    raft._leader_guess = server
+                    return detail
+                if verdict == "lost":
                     server = (server + 1) % raft.n
                     continue
                 server = detail if detail is not None else (server + 1) % raft.n

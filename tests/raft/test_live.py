@@ -25,6 +25,17 @@ def test_writes_commit_and_survive_the_leaders_death(raft):
     assert client.cas("k3", "19+", "done") and client.get("k3") == "done"
 
 
+def test_a_blocking_write_is_one_call_answered_once_applied(raft):
+    client = raft.client()
+    client.put("warm", "up")  # finds the leader
+    start = raft.cluster.elapsed()
+    assert client.put("k", "v") is None and client.get("k") == "v"
+    trace = raft.cluster.trace()
+    mine = trace[trace.time >= start]
+    asked = mine[(mine.src == "driver") & (mine.kind == "call")]
+    assert asked.method.tolist() == ["execute", "execute"], "no polling for the outcome"
+
+
 def test_committed_writes_survive_restarting_every_server_from_disk(raft):
     raft.put("a", "1")
     raft.put("b", "2")
