@@ -23,6 +23,7 @@ import weakref
 from collections import deque
 
 POOL_BYTES = 256 * 1024 * 1024  # free memfds kept for reuse, at most, per process
+FREE_LIMIT = 32  # and at most this many: each holds two descriptors (the memfd, its mapping's)
 LENT_LIMIT = 64  # memfds out at once that the pool watches; past it the oldest is let go
 _IN_CLOSE_NOWRITE = 0x10
 _IN_NONBLOCK, _IN_CLOEXEC = os.O_NONBLOCK, os.O_CLOEXEC
@@ -186,8 +187,8 @@ class MemfdPool:
     def _give_back(self, memfd: _Memfd) -> None:
         self._free.setdefault(memfd.capacity, deque()).append(memfd)
         self._free_bytes += memfd.capacity
-        while self._free_bytes > POOL_BYTES:  # the largest class gives up its least recently freed first
-            largest = max(c for c, free in self._free.items() if free)
+        while self._free_bytes > POOL_BYTES or sum(map(len, self._free.values())) > FREE_LIMIT:
+            largest = max(c for c, free in self._free.items() if free)  # gives up its least recently freed
             self._drop(self._free[largest].popleft())
             self._free_bytes -= largest
 

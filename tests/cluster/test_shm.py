@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mlsys_ext.cluster import Cluster
-from mlsys_ext.cluster._shm import LENT_LIMIT, MemfdPool, capacity_for
+from mlsys_ext.cluster._shm import FREE_LIMIT, LENT_LIMIT, MemfdPool, capacity_for
 from tests.conftest import wait_until
 
 from .actors import ArrayKeeper, SharingPeer
@@ -72,6 +72,6 @@ def test_the_pool_is_bounded_and_clear_closes_every_descriptor():
     assert bytes(os.pread(held[-1].fd, 8, 0)) == bytes(chunk[:8])
     del held
     pool.write([chunk], [(0, chunk.nbytes)], chunk.nbytes)  # collects what was let go
-    assert pool._free_bytes >= (LENT_LIMIT - 1) * capacity_for(chunk.nbytes)
+    assert pool._free_bytes == (FREE_LIMIT - 1) * capacity_for(chunk.nbytes), "FREE_LIMIT kept, one lent again"
     pool.clear()
     assert len(os.listdir("/proc/self/fd")) == before
