@@ -7,12 +7,33 @@
 
 Pure core: no IPython or widget imports (``mlsys_ext.jupyter`` adds those).
 """
-from ._cluster import BACKENDS, Cluster, SharedMemoryUse, WorkerResult, check_workers, live_clusters, max_workers
+from ._cluster import (Cluster, SharedMemoryUse, WorkerResult, check_workers, live_clusters, max_workers,
+                       register_backend)
 from ._context import ActorContext, context
 from ._errors import ActorDiedError, ActorTimeoutError, ClusterError, RemoteError, RemoteTraceback
 from ._future import Future, gather
 from ._handle import ActorHandle
 from ._wire import ObjectRef
+
+
+# The backends are chosen here, where clusters are made, and imported on first use (Ray only
+# when asked for): the contract in _cluster.py imports neither, and both subclass it.
+def _local_backend():
+    from ._local import LocalCluster
+
+    return LocalCluster
+
+
+def _ray_backend():
+    from ._ray import RayCluster
+
+    return RayCluster
+
+
+BACKENDS = ("local", "ray")
+for _name, _load in zip(BACKENDS, (_local_backend, _ray_backend)):
+    register_backend(_name, _load)
+del _name, _load
 
 __all__ = [
     "BACKENDS",
@@ -33,4 +54,5 @@ __all__ = [
     "gather",
     "live_clusters",
     "max_workers",
+    "register_backend",
 ]

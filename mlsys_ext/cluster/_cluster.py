@@ -17,9 +17,16 @@ from ._handle import ActorHandle
 from ._network import DRIVER, Network, make_faults
 from ._wire import SHARED_MEMORY_THRESHOLD, ObjectRef, dumps
 
-BACKENDS = ("local", "ray")
+_BACKENDS: dict = {}  # name -> a loader of its Cluster subclass (see register_backend)
 MAX_WORKERS_VARIABLE = "MLSYS_MAX_WORKERS"
 _live: "weakref.WeakSet[Cluster]" = weakref.WeakSet()
+
+
+def register_backend(name: str, load) -> None:
+    """Let ``Cluster(n, backend=name)`` build an instance of the class ``load()`` returns (a
+    subclass of Cluster). The package registers its backends: this module, the contract they
+    share, imports none of them."""
+    _BACKENDS[name] = load
 
 
 def live_clusters() -> list["Cluster"]:
@@ -139,12 +146,10 @@ class Cluster:
 
     def __new__(cls, n=None, backend: str = "local", **kwargs):
         if cls is Cluster:
-            if backend == "local":
-                from ._local import LocalCluster as cls
-            elif backend == "ray":
-                from ._ray import RayCluster as cls
-            else:
-                raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+            load = _BACKENDS.get(backend)
+            if load is None:
+                raise ValueError(f"backend must be one of {tuple(_BACKENDS)}, got {backend!r}")
+            cls = load()
         return object.__new__(cls)
 
     def __init__(self, n: int | None = None, backend: str = "local", *, timeout: float = 30.0,
