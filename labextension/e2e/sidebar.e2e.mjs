@@ -25,7 +25,7 @@ try {
   await page.waitForFunction(() => document.querySelectorAll('#mlsys-ext-sidebar tr.jp-mlsys-actor').length === 2,
     null, { timeout: TIMEOUT });
   log('two actors in the sidebar');
-  await sidebar.locator('.jp-mlsys-shared-memory', { hasText: /^shared memory held: 0\.0 MiB in 0 segments$/ }).waitFor();
+  await sidebar.locator('.jp-mlsys-shared-memory', { hasText: /^shared memory held: 0\.0 MiB in 0 segments in use, 0\.0 MiB pooled for the next messages$/ }).waitFor();
   // every state the row of actor "a" shows from now on
   await page.evaluate(() => {
     window.mlsysStates = [];

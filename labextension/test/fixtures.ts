@@ -12,7 +12,7 @@ export function state(overrides: Partial<IState> = {}): IState {
         msgs_per_s: 0 }],
       links: [{ src: 'driver', dst: 'a', msgs_per_s: 12.5, bytes_per_s: 2_500_000 },
         { src: 'a', dst: 'b', msgs_per_s: 3, bytes_per_s: 120 }],
-      shared_memory: 'shared memory held: 4.0 MiB in 1 segment' }],
+      shared_memory: 'shared memory held: 4.0 MiB in 1 segment in use, 0.0 MiB pooled for the next messages' }],
     raft: [],
     panels: [{ label: 'Bloom filter', magic: '%bloom' }],
     ...overrides

@@ -54,7 +54,7 @@ describe('render', () => {
     const { root } = live();
     const rows = [...root.querySelectorAll('tr.jp-mlsys-link')].map(row => row.textContent);
     expect(rows).toEqual(['driver → a12.52.5 MB/s', 'a → b3.0120 B/s']);
-    expect(root.querySelector('.jp-mlsys-shared-memory')!.textContent).toBe('shared memory held: 4.0 MiB in 1 segment');
+    expect(root.querySelector('.jp-mlsys-shared-memory')!.textContent).toBe('shared memory held: 4.0 MiB in 1 segment in use, 0.0 MiB pooled for the next messages');
     expect([byteRate(999), byteRate(1500), byteRate(3.2e9)]).toEqual(['999 B/s', '1.5 kB/s', '3.2 GB/s']);
   });
 

@@ -124,8 +124,9 @@ def check_workers(n) -> int:
 
 
 class SharedMemoryUse(NamedTuple):
-    segments: int
+    segments: int  # in use: refs, arrays received, messages under way
     bytes: int
+    pooled_bytes: int  # free memfds that senders keep to write their next messages into
 
 
 class Cluster:
@@ -433,10 +434,11 @@ class Cluster:
         return pd.DataFrame(rows, columns=["src", "dst", "messages", "bytes"])
 
     def shared_memory(self) -> SharedMemoryUse:
-        """The shared memory that the driver and the live workers hold (refs from ``put``,
-        arrays received as views, messages under way): segments and bytes, each segment
-        counted once however many processes map it."""
-        raise ClusterError(f"the {self.backend} backend keeps no shared memory of its own")
+        """The shared memory that the driver and the live workers hold: the segments and
+        bytes in use (refs from ``put``, arrays received as views, messages under way), each
+        segment counted once however many processes map it, and the bytes of free memfds
+        kept in the senders' pools for their next messages."""
+        raise NotImplementedError
 
     # -- lifetime --------------------------------------------------------
     def __enter__(self):

@@ -79,6 +79,7 @@ class _Worker:
         self.acks: dict[int, Future] = {}
         self.counts: tuple[dict, dict, dict] = ({}, {}, {})  # sent, received per endpoint; links: as it last reported
         self.shared: dict = {}  # the memfds it held when it last reported (see held_memory)
+        self.pooled: dict = {}  # and those of them free in its pool
 
 
 class LocalCluster(Cluster):
@@ -432,7 +433,7 @@ class LocalCluster(Cluster):
             except Exception:
                 continue
             w.counts = (report["sent"], report["received"], report["links"])
-            w.shared = report["shared"]
+            w.shared, w.pooled = report["shared"], report["pooled"]
             rows += report["trace"]
             for name, count in report["processed"].items():
                 rec = self._actors.get(name)
@@ -460,11 +461,13 @@ class LocalCluster(Cluster):
 
     def shared_memory(self) -> SharedMemoryUse:
         self._gather()
-        held = held_memory()
+        held, pooled = held_memory(), pool.free_memory()
         for w in list(self._procs.values()):
             if w.alive:
                 held.update(w.shared)
-        return SharedMemoryUse(len(held), sum(held.values()))
+                pooled.update(w.pooled)
+        used = [size for key, size in held.items() if key not in pooled]
+        return SharedMemoryUse(len(used), sum(used), sum(pooled.values()))
 
     def _link_counts(self) -> dict:
         return self._counts()[2]

@@ -46,11 +46,11 @@ class SharedMemory:
 _held: "weakref.WeakSet[SharedMemory]" = weakref.WeakSet()  # the descriptors this process holds open
 
 
-def held_memory() -> dict[tuple[int, int], int]:
-    """(device, inode) -> bytes of every memfd this process holds: the key names one segment
-    whichever process holds it, so that the driver can count each segment once."""
+def held_memory(memories=None) -> dict[tuple[int, int], int]:
+    """(device, inode) -> bytes of every memfd this process holds (or of ``memories``): the key
+    names one segment whichever process holds it, so that the driver can count each once."""
     held = {}
-    for memory in list(_held):  # the list holds each one, so no descriptor closes under fstat
+    for memory in list(_held) if memories is None else memories:  # held by the list: none closes under fstat
         status = os.fstat(memory.fd)
         if stat.S_ISREG(status.st_mode):  # a memfd; socket ends to peers are held the same way
             held[status.st_dev, status.st_ino] = status.st_size
@@ -130,6 +130,12 @@ class MemfdPool:
             if len(self._lent) > LENT_LIMIT:  # receivers keep what they were sent: let the oldest go
                 self._drop(self._lent.pop(next(iter(self._lent))))
         return lent
+
+    def free_memory(self) -> dict[tuple[int, int], int]:
+        """The free memfds, kept for reuse, as ``held_memory`` names them."""
+        with self._lock:
+            self._collect()
+            return held_memory([memfd.memory for free in self._free.values() for memfd in free])
 
     def clear(self) -> None:
         """Close every memfd and the watch (what a stopped cluster leaves: no descriptor)."""

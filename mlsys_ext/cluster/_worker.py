@@ -66,7 +66,7 @@ from ._errors import ActorDiedError, ActorTimeoutError, ClusterError
 from ._future import Future, failed_future
 from ._handle import set_process_runtime
 from ._network import Delayer, Network
-from ._shm import SharedMemory, held_memory
+from ._shm import SharedMemory, held_memory, pool
 from ._wire import (SPIN_SECONDS, Channel, SharedPayload, decode_error, dumps, encode, loads, pack, payload_size,
                     shared_count, unpack)
 
@@ -498,7 +498,7 @@ class WorkerRuntime:
         sent, received, links = self.net.counts()
         return dumps({"processed": {n: h.processed for n, h in list(self.actors.items())},
                       "sent": sent, "received": received, "links": links, "trace": self.net.take_trace(),
-                      "shared": held_memory()})
+                      "shared": held_memory(), "pooled": pool.free_memory()})
 
     def serve(self) -> None:
         while True:

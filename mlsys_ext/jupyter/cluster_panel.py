@@ -60,12 +60,9 @@ class LinkMeter:
         """src, dst, msgs_per_s, bytes_per_s of the ``top`` busiest links (by bytes) that carried
         messages since the last reading (none on the first)."""
         now, links = time.monotonic(), self.cluster.links().set_index(["src", "dst"])
-        if self._last is None:
-            rates = links * 0.0
-        else:
-            before, then = self._last
-            rates = (links - before.reindex(links.index, fill_value=0)) / max(now - then, 1e-9)
+        before, then = self._last or (links, now)  # the first reading: nothing carried since
         self._last = links, now
+        rates = (links - before.reindex(links.index, fill_value=0)) / max(now - then, 1e-9)
         rates.columns = ["msgs_per_s", "bytes_per_s"]
         rates = rates[rates.msgs_per_s > 0]
         return rates.sort_values(["bytes_per_s", "msgs_per_s"], ascending=False).head(top).reset_index()
@@ -84,7 +81,8 @@ def shared_memory_text(cluster: Cluster) -> str:
         held = cluster.shared_memory()
     except ClusterError as exc:
         return str(exc)
-    return f"shared memory held: {held.bytes / 2**20:,.1f} MiB in {held.segments} segment{'s' * (held.segments != 1)}"
+    return (f"shared memory held: {held.bytes / 2**20:,.1f} MiB in {held.segments} segment{'s' * (held.segments != 1)} "
+            f"in use, {held.pooled_bytes / 2**20:,.1f} MiB pooled for the next messages")
 
 
 def links_html(rates: pd.DataFrame, shared: str) -> str:

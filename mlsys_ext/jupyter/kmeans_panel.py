@@ -54,7 +54,9 @@ def measure_kmeans(n: int, dims: int, k: int, backend: str, threads: int, init: 
     X = blobs(n, dims, k, seed)
     rng = np.random.default_rng(seed)
     start = kmeans_plusplus(X, k, seed=rng) if init == "k-means++" else X[rng.choice(n, k, replace=False)]
-    traced = kmeans(X, k, init=start, max_iter=MAX_TRACE_ITERATIONS, backend=backend, threads=threads, trace=True)
+    # tol=0: traced until no label changes, so the paths show the centroids settle
+    traced = kmeans(X, k, init=start, max_iter=MAX_TRACE_ITERATIONS, tol=0, backend=backend, threads=threads,
+                    trace=True)
     timed = {}
     for name, (usable, why) in available_backends().items():
         if name == backend:

@@ -4,6 +4,7 @@ import pytest
 from ipywidgets.widgets.tests.utils import setup_test_comm, teardown_test_comm
 
 from mlsys_ext.jupyter import KMeansPanel
+from mlsys_ext.kernels import kmeans
 from mlsys_ext.jupyter.kmeans_panel import MAX_TRACE_ITERATIONS, measure_kmeans
 
 
@@ -19,6 +20,9 @@ def test_trace_follows_lloyd_until_it_settles():
     assert m.paths.shape[1:] == (5, 4) and 2 <= len(m.paths) <= MAX_TRACE_ITERATIONS + 1
     assert len(m.inertia) == len(m.paths) - 1
     assert np.all(np.diff(m.inertia) <= 1e-6 * m.inertia[0])  # Lloyd never raises the inertia
+    if len(m.paths) <= MAX_TRACE_ITERATIONS:  # stopped before the cap: one more step moves no centroid
+        step = kmeans(m.X, 5, init=m.paths[-1], max_iter=1, tol=0, backend="numba", threads=1)
+        np.testing.assert_allclose(step.centroids, m.paths[-1], rtol=1e-5, atol=1e-5)
     assert {"numba", "numpy"} <= set(m.seconds_per_iteration)
     assert all(seconds > 0 for seconds in m.seconds_per_iteration.values())
     assert m.peak_gflops > 0 and m.gflops_per_iteration == pytest.approx(2 * 3000 * 5 * 4 / 1e9)
