@@ -1,12 +1,14 @@
 """Figures rendered to PNG bytes, off any GUI backend, so background threads can draw."""
 from __future__ import annotations
 
-import io
+import struct
+import zlib
 
 import numpy as np
 
 CSS_DPI = 90  # CSS px per figure inch: the size a plot shows at, and its fonts' scale
 PIXEL_RATIO = 2  # PNG pixels per CSS px: crisp on HiDPI screens, and halved exactly on others
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def new_figure(width: float = 6.0, height: float = 2.6):
@@ -24,14 +26,20 @@ def new_figure(width: float = 6.0, height: float = 2.6):
 
 
 def png_of(fig) -> bytes:
-    """The figure as an RGB PNG at zlib level 1: ~19 ms at 1800 x 540 px where savefig's RGBA at
-    level 6 takes ~28, for ~15% more bytes (the plots' white has no alpha to keep)."""
-    from PIL import Image
-
+    """The figure as a PNG of its RGBA buffer, rows unfiltered and deflated at zlib level 1:
+    ~5 ms at 1800 x 540 px, where Pillow (which always chooses a filter per row) took ~20 ms
+    and savefig ~28, for about the same bytes (flat colours deflate well unfiltered)."""
     fig.canvas.draw()
-    out = io.BytesIO()
-    Image.fromarray(np.asarray(fig.canvas.buffer_rgba())[..., :3]).save(out, format="png", compress_level=1)
-    return out.getvalue()
+    rgba = np.asarray(fig.canvas.buffer_rgba())
+    height, width = rgba.shape[:2]
+    rows = np.zeros((height, 1 + 4 * width), np.uint8)  # each row: filter type 0, then its pixels
+    rows[:, 1:] = rgba.reshape(height, -1)
+    header = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)  # 8 bits per sample, RGBA, no interlace
+    return PNG_SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(rows, 1)) + _chunk(b"IEND", b"")
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
 def panel_axes(figure, columns: int, width: float, height: float, **margins):

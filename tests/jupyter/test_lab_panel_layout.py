@@ -1,5 +1,9 @@
 """The one layout of every panel, headless: the browser's view of it is tests/test_panels_e2e.py."""
+import io
+
 import ipywidgets as widgets
+import numpy as np
+from PIL import Image
 
 from mlsys_ext.jupyter._lab_panel import SLIDER_WIDTH, plot_image, show_png
 from mlsys_ext.jupyter._plots import CSS_DPI, PIXEL_RATIO, new_figure, png_of
@@ -24,3 +28,10 @@ def test_a_panel_wraps_its_controls_and_gives_each_slider_its_width_and_whole_la
     assert all(s.layout.width == SLIDER_WIDTH and s.style.description_width == "initial" and not s.continuous_update
                for s in sliders)
     assert panel.plot.layout.width == f"{6 * CSS_DPI}px"
+
+
+def test_a_plot_png_decodes_to_exactly_the_figure_s_pixels():
+    fig = new_figure(2.0, 1.0)
+    fig.add_subplot().plot([0, 1], [1, 0], color="tab:orange")
+    png = png_of(fig)
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(png))), np.asarray(fig.canvas.buffer_rgba()))
