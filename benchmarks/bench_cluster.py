@@ -1,5 +1,6 @@
 """Actor-runtime benchmark: mlsys_ext's local backend ("this") against Ray actors
-and a multiprocessing.Pool baseline, measured in one run on this machine.
+and a multiprocessing.Pool baseline, and this package's Ray backend ("this on ray")
+against plain Ray, measured in one run on this machine.
 
     .venv/bin/python benchmarks/bench_cluster.py           # full run, about 1-2 minutes
     .venv/bin/python benchmarks/bench_cluster.py --quick   # smoke run, small counts
@@ -19,8 +20,9 @@ on this runtime they go over the two actors' direct socket, not the driver):
 
 Each rate is the median of several timed repeats after a warm-up that also sizes
 the repeat's call count; "±" is half the min-max spread relative to the median.
-The runtimes run one after another (this, pool, then Ray, so that Ray's
-background processes are not running while the others are timed).
+The runtimes run one after another (this, pool, then Ray and this on Ray, each on
+a Ray of its own, so that Ray's background processes are not running while the
+others are timed).
 
 The script reports whether the targets are met; it always exits 0.
 """
@@ -195,10 +197,12 @@ class Runtime:
 class ThisRuntime(Runtime):
     name = "this"
 
+    backend = "local"
+
     def start(self, n):
         from mlsys_ext.cluster import Cluster
 
-        self.cluster = Cluster(n)
+        self.cluster = Cluster(n, backend=self.backend)
         self.actors = [self.cluster.spawn(ClusterCounter, name=f"c{i}") for i in range(n)]
         self.cluster.gather([a.incr.remote(0) for a in self.actors])
 
@@ -222,19 +226,42 @@ class ThisRuntime(Runtime):
         self.cluster.stop()
 
 
+def init_ray() -> str:
+    """Start a local Ray, as both Ray runtimes run on it; a note of what it took."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import ray
+
+    start = time.perf_counter()
+    ray.init(num_cpus=CORES, include_dashboard=False, _node_ip_address="127.0.0.1",
+             logging_level="ERROR", log_to_driver=False)
+    return f"ray.init took {time.perf_counter() - start:.2f} s (num_cpus={CORES}); not counted in '4 actors ready'"
+
+
+class ThisOnRayRuntime(ThisRuntime):
+    """This package's cluster API on its Ray backend, on a Ray started as plain Ray's is."""
+
+    name = "this on ray"
+
+    def open(self):
+        return init_ray()
+
+    backend = "ray"
+
+    def close(self):
+        import ray
+
+        ray.shutdown()
+
+
 class RayRuntime(Runtime):
     name = "ray"
 
     def open(self):
-        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         import ray
 
-        start = time.perf_counter()
-        ray.init(num_cpus=CORES, include_dashboard=False, _node_ip_address="127.0.0.1",
-                 logging_level="ERROR", log_to_driver=False)
-        took = time.perf_counter() - start
+        note = init_ray()
         self.ray, self.cls = ray, ray.remote(RayCounter)
-        return f"ray.init took {took:.2f} s (num_cpus={CORES}); not counted in '4 actors ready'"
+        return note
 
     def start(self, n):
         self.actors = [self.cls.remote() for _ in range(n)]
@@ -382,14 +409,16 @@ def ratio(a, b) -> str:
 
 
 def table(results: dict) -> str:
-    this, ray, pool = (results[name] for name in ("this", "ray", "pool"))
-    header = ("measurement", "between", "this", "ray", "pool", "this/ray", "this/pool")
+    this, ray, pool, on_ray = (results[name] for name in ("this", "ray", "pool", "this on ray"))
+    header = ("measurement", "between", "this", "ray", "pool", "this on ray", "this/ray", "this/pool",
+              "this on ray/ray")
     rows = [header]
     for key, label, between in RATES + [ARRAY, START]:
         scale = 1000.0 if key == START[0] else 1.0
         digits = 2 if key == ARRAY[0] else 0
-        rows.append((label, between, *(cell(r.get(key), scale, digits) for r in (this, ray, pool)),
-                     ratio(this.get(key), ray.get(key)), ratio(this.get(key), pool.get(key))))
+        rows.append((label, between, *(cell(r.get(key), scale, digits) for r in (this, ray, pool, on_ray)),
+                     ratio(this.get(key), ray.get(key)), ratio(this.get(key), pool.get(key)),
+                     ratio(on_ray.get(key), ray.get(key))))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
              for row in rows]
@@ -422,6 +451,12 @@ def targets(results: dict) -> list[tuple[str, bool | None, str]]:
         checks.append(("sync calls >= 10x Ray's", None, "not measured"))
     else:
         checks.append(("sync calls >= 10x Ray's", this_sync >= 10 * ray_sync, f"{this_sync / ray_sync:.1f}x"))
+    on_ray_sync = median(results["this on ray"].get("sync"))
+    if on_ray_sync is None or ray_sync is None:
+        checks.append(("Ray backend sync calls >= 0.5x plain Ray's", None, "not measured"))
+    else:
+        checks.append(("Ray backend sync calls >= 0.5x plain Ray's", on_ray_sync >= 0.5 * ray_sync,
+                       f"{on_ray_sync:,.0f}/s against {ray_sync:,.0f}/s ({on_ray_sync / ray_sync:.2f}x)"))
     if not starts:
         checks.append(("4 actors ready in < 1 s", None, "not measured"))
     else:
@@ -446,7 +481,8 @@ def main(argv=None) -> int:
     print(f"settings: {'quick' if args.quick else 'full'} - {cfg.repeats} repeats of ~{cfg.seconds:g} s per rate, "
           f"{cfg.start_repeats} cold starts\n", flush=True)
     began = time.perf_counter()
-    results = {rt.name: bench(rt, cfg) for rt in (ThisRuntime(), PoolRuntime(), RayRuntime())}
+    runtimes = (ThisRuntime(), PoolRuntime(), RayRuntime(), ThisOnRayRuntime())
+    results = {rt.name: bench(rt, cfg) for rt in runtimes}
 
     print(table(results))
     print("\nratios: rates, this/other (> 1: this is faster); '4 actors ready', time this/other (< 1: this is faster)")

@@ -14,7 +14,7 @@ from typing import NamedTuple
 from ._errors import ActorDiedError, ActorTimeoutError, ClusterError
 from ._future import gather
 from ._handle import ActorHandle
-from ._network import DRIVER, Network, make_faults
+from ._network import DRIVER, Network, add_counts, make_faults
 from ._wire import SHARED_MEMORY_THRESHOLD, ObjectRef, dumps
 
 _BACKENDS: dict = {}  # name -> a loader of its Cluster subclass (see register_backend)
@@ -178,6 +178,8 @@ class Cluster:
         self._placement = itertools.count()
         self._listeners: list = []
         self._net = Network(self._locate, seed=seed, trace_size=trace_size)
+        self._gathered: deque = deque(maxlen=trace_size)  # the workers' trace rows, by time
+        self._retired: tuple[dict, dict, dict] = ({}, {}, {})  # the counts of workers that died
         _live.add(self)
 
     # -- naming --------------------------------------------------------
@@ -294,7 +296,8 @@ class Cluster:
         the object itself (arrays as read-only views of the same pages), or ``ref.get()`` it.
 
         The memory is freed when the last ref, and every view of it, is gone; ``stop()``
-        releases this cluster's refs.
+        releases this cluster's refs. On the Ray backend the object lives in Ray's object
+        store, which counts the references.
         """
         raise NotImplementedError
 
@@ -386,22 +389,49 @@ class Cluster:
             out.flush()
 
     def _refresh_stats(self) -> None:
-        """Backends update ``rec.processed`` for the queue-depth column."""
+        """Backends update ``rec.processed`` for the queue-depth column, and gather what
+        their workers counted and recorded (``_add_rows``, ``_worker_counts``)."""
 
     def _push_network(self) -> None:
         """Backends whose workers decide fates themselves hand them the new settings here."""
 
+    def _add_rows(self, rows: list) -> None:
+        """Merge trace rows gathered from workers, keeping the latest ``trace_size`` by time."""
+        if rows:
+            with self._lock:
+                merged = sorted([*self._gathered, *rows], key=lambda row: row[0])
+                self._gathered = deque(merged[-self._gathered.maxlen:], maxlen=self._gathered.maxlen)
+
+    def _retire(self, counts: tuple[dict, dict, dict]) -> None:
+        """Keep the last counts of a worker that died: its messages were sent all the same."""
+        for total, part in zip(self._retired, counts):
+            add_counts(total, part)
+
+    def _worker_counts(self) -> list[tuple[dict, dict, dict]]:
+        """(sent, received, links) as each live worker last reported them."""
+        return []
+
     def _trace_rows(self) -> list:
-        """Every kept trace row, by time (backends whose workers record rows gather them)."""
-        return list(self._net.trace)
+        """Every kept trace row, the driver's and the workers', by time."""
+        self._refresh_stats()
+        rows = sorted([*self._net.trace, *self._gathered], key=lambda row: row[0])
+        return rows[-self._net.trace.maxlen:]
+
+    def _counts(self) -> tuple[dict, dict, dict]:
+        """(sent, received) messages per endpoint and (messages, bytes) per link, everywhere."""
+        totals = tuple(dict(part) for part in self._net.counts())
+        for counts in [self._retired, *self._worker_counts()]:
+            for total, part in zip(totals, counts):
+                add_counts(total, part)
+        return totals
 
     def _message_counts(self) -> tuple[dict, dict]:
         """(sent, received) messages per endpoint."""
-        return self._net.sent, self._net.received
+        return self._counts()[:2]
 
     def _link_counts(self) -> dict:
         """(src, dst) -> (messages, bytes) sent."""
-        return dict(self._net.links)
+        return self._counts()[2]
 
     def _pid(self, rec: ActorRecord):
         return None

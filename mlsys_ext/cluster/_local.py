@@ -45,7 +45,6 @@ import sys
 import threading
 import time
 import weakref
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 import mlsys_ext
@@ -55,7 +54,7 @@ from ._cluster import (ActorRecord, Cluster, SharedMemoryUse, WorkerResult, job_
 from ._errors import ActorDiedError, ActorTimeoutError, ClusterError
 from ._future import Future, failed_future
 from ._handle import decoding_for
-from ._network import DRIVER, Delayer, add_counts
+from ._network import DRIVER, Delayer
 from ._process import wait_for_stop_state
 from ._shm import SharedMemory, held_memory, pool
 from ._wire import (SPIN_SECONDS, Channel, ObjectRef, SharedPayload, decode_error, dumps, encode, loads, pack,
@@ -96,8 +95,6 @@ class LocalCluster(Cluster):
         self._router_resume = 0.0
         self._router_selecting = False
         self._procs: dict[str, _Worker] = {}
-        self._gathered: deque = deque(maxlen=self._net.trace.maxlen)  # workers' trace rows, by time
-        self._retired: tuple[dict, dict, dict] = ({}, {}, {})  # the counts of workers that died
         self._delayer = Delayer()
         self._delayer.start()
         # Linux's parent-death signal fires when the *thread* that started a
@@ -439,25 +436,10 @@ class LocalCluster(Cluster):
                 rec = self._actors.get(name)
                 if rec is not None and rec.worker == w.name:
                     rec.processed = count
-        if rows:
-            with self._lock:
-                merged = sorted([*self._gathered, *rows], key=lambda row: row[0])
-                self._gathered = deque(merged[-self._gathered.maxlen:], maxlen=self._gathered.maxlen)
+        self._add_rows(rows)
 
-    def _trace_rows(self) -> list:
-        self._gather()
-        rows = sorted([*self._net.trace, *self._gathered], key=lambda row: row[0])
-        return rows[-self._net.trace.maxlen:]
-
-    def _counts(self) -> tuple[dict, dict, dict]:
-        totals = tuple(dict(part) for part in self._net.counts())
-        for counts in [self._retired] + [w.counts for w in list(self._procs.values()) if w.alive]:
-            for total, part in zip(totals, counts):
-                add_counts(total, part)
-        return totals
-
-    def _message_counts(self) -> tuple[dict, dict]:
-        return self._counts()[:2]
+    def _worker_counts(self) -> list[tuple[dict, dict, dict]]:
+        return [w.counts for w in list(self._procs.values()) if w.alive]
 
     def shared_memory(self) -> SharedMemoryUse:
         self._gather()
@@ -469,9 +451,6 @@ class LocalCluster(Cluster):
         used = [size for key, size in held.items() if key not in pooled]
         return SharedMemoryUse(len(used), sum(used), sum(pooled.values()))
 
-    def _link_counts(self) -> dict:
-        return self._counts()[2]
-
     # -- faults ------------------------------------------------------------
     def _worker_died(self, w: _Worker, restart: bool) -> None:
         with self._lock:
@@ -479,8 +458,7 @@ class LocalCluster(Cluster):
                 return
             w.alive = False
             self._net.set_paused(w.name, False)  # its next incarnation runs (``_revive`` tells the peers)
-            for total, part in zip(self._retired, w.counts):
-                add_counts(total, part)
+            self._retire(w.counts)
             try:
                 w.proc.kill()
             except OSError:

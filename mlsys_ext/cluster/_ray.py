@@ -8,17 +8,22 @@ Design
   mailbox, as a local worker does: an actor's methods never run concurrently,
   and an actor blocked on a call leaves its neighbours running. Killing a
   worker is ``ray.kill`` of its host, so every actor on it dies.
-* One more Ray actor, the ``_Router``, owns the one ``Network``: the fate of
-  every message (driver to actor, actor to actor, and every reply) is decided
-  and recorded there. The sender does not wait for it: it submits
-  ``_Router.decide`` and passes the resulting ObjectRef as an argument of the
-  message it submits straight to the destination host, so Ray hands the host
-  the message together with its fate (the delays of its copies; [] for
-  dropped). The host drops, delays or duplicates it. The answering host asks
-  the router about the reply in the same way, and the reply comes back as the
-  Ray result of the call. The router is a plain Ray actor, whose calls run one
-  at a time in the order each caller sent them: the driver's ``set_network``
-  applies to every message it sends afterwards.
+* Each message's fate is decided where it is sent, as on the local backend:
+  the driver's ``Network`` decides its calls and the replies to them, and each
+  host keeps a copy that decides what its actors send (calls, sends and their
+  replies). The driver pushes every change of partition and link faults to
+  every host and waits for each, so a change is in force before
+  ``partition()`` / ``set_network()`` return. A message that gets through is
+  one Ray actor call to the destination host, carrying its fate (the delays of
+  its copies); the host delays or duplicates it, and a call's reply comes back
+  as that call's Ray result. Fates are drawn per link from the cluster's seed,
+  so they do not depend on which process decides them. The hosts' trace rows
+  and counters are pulled by the driver and merged by time (CLOCK_MONOTONIC,
+  one clock for the processes of one machine).
+* ``cluster.put`` is ``ray.put``. A ref inside a message travels beside its
+  pickle as Ray's own ObjectRef, so Ray counts the receiver's reference, and
+  the host fetches it on arrival (on one machine, arrays are read-only views of
+  the object store's pages).
 * Ray runs the tasks of an async actor in no guaranteed order, so every
   message carries (sender, sequence number), and a host takes in each sender's
   messages in the order they were sent: the per-sender order of the local
@@ -33,7 +38,8 @@ Design
 
 Differences from the local backend: a call from an actor to an actor that is
 being restarted fails with ActorDiedError (calls from the driver are held until
-it is back, as in the local backend). Started here, Ray binds to 127.0.0.1 and
+it is back, as in the local backend); ``shared_memory()`` is refused, since arrays
+live in Ray's object store (``ray memory`` lists it). Started here, Ray binds to 127.0.0.1 and
 is shut down when the last cluster using it stops; a Ray the process had
 already initialised is used as it is and left running.
 """
@@ -41,18 +47,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import itertools
 import os
+import pickle
 import queue
 import signal
 import sys
 import threading
 import time
 import uuid
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import cloudpickle
 import ray
 from ray._private import ray_constants
 from ray.exceptions import GetTimeoutError, RayActorError, RayError
@@ -63,11 +73,11 @@ from ._context import ActorContext
 from ._errors import ActorDiedError, ClusterError
 from ._future import Future, failed_future
 from ._handle import decoding_for, set_process_runtime
-from ._network import DRIVER, Network
+from ._network import DRIVER, Delayer, Network
 from ._process import wait_for_exit, wait_for_stop_state
-from ._wire import decode_error, dumps, encode_error, loads
+from ._wire import ObjectRef, decode_error, encode_error, is_plain, loads
 
-_POLL_SECONDS = 0.2  # how often the driver pulls counters and printed output
+_POLL_SECONDS = 0.2  # how often the driver pulls counters, trace rows and printed output
 _START_TIMEOUT = 120.0  # seconds for new host processes to come up on a busy machine
 _IN_FLIGHT = 10_000  # messages one host may hold at once: each is a parked coroutine
 _HOST_OPTIONS = dict(
@@ -137,6 +147,91 @@ def _release_ray(owned: bool) -> None:
             ray.shutdown()
 
 
+# -- object refs ----------------------------------------------------------------------
+
+class RayObjectRef(ObjectRef):
+    """``cluster.put(obj)`` on the Ray backend: ``obj`` once in Ray's object store. Passed to
+    actors, it is resolved on arrival; on one machine their arrays are read-only views of
+    the same pages. Ray counts the references: the object is freed with the last one."""
+
+    __slots__ = ("_ref",)
+
+    def __init__(self, ref: ray.ObjectRef):
+        super().__init__(b"", None)
+        self._ref = ref
+
+    def get(self):
+        if self._ref is None:
+            raise ValueError("this ObjectRef was released when its cluster stopped")
+        return ray.get(self._ref)
+
+    def release(self) -> None:
+        self._ref = None
+
+    def __repr__(self) -> str:
+        return f"<ObjectRef {'released' if self._ref is None else 'in Ray'}>"
+
+
+class _RefPickler(cloudpickle.Pickler):
+    """cloudpickle that lifts RayObjectRefs out of the stream, to travel as Ray's own refs."""
+
+    def __init__(self, file, refs: list):
+        super().__init__(file, protocol=5)
+        self.refs = refs
+
+    def persistent_id(self, obj):
+        if type(obj) is not RayObjectRef:
+            return None
+        if obj._ref is None:
+            raise ValueError("an ObjectRef released when its cluster stopped cannot be sent")
+        self.refs.append(obj._ref)
+        return len(self.refs) - 1
+
+
+class _RefUnpickler(pickle.Unpickler):
+    def __init__(self, data: bytes, objects: list):
+        super().__init__(io.BytesIO(data))
+        self.objects = objects
+
+    def persistent_load(self, index):
+        return self.objects[index]
+
+
+class _WithRefs:
+    """A payload with object refs inside: Ray's serialisation carries the refs beside the
+    pickle, so that Ray knows the receiver holds them until it has resolved them."""
+
+    __slots__ = ("data", "refs", "objects", "error")
+
+    def __init__(self, data: bytes, refs: list):
+        self.data, self.refs, self.objects, self.error = data, refs, None, None
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    async def resolve(self) -> None:
+        """Fetch the refs' objects (on arrival, in the host's event loop, never blocking it).
+        An object Ray lost fails the method's call, as arguments that cannot be rebuilt do."""
+        try:
+            self.objects = await asyncio.gather(*self.refs)
+        except RayError as exc:
+            self.error = exc
+
+    def load(self):
+        if self.error is not None:
+            raise ClusterError(f"an ObjectRef argument could not be fetched from Ray: {self.error}")
+        return _RefUnpickler(self.data, self.objects).load()
+
+
+def _encode(obj):
+    """``obj`` pickled as ``dumps`` does; with the refs inside it beside, if any."""
+    if is_plain(obj):
+        return pickle.dumps(obj, 5)
+    refs, out = [], io.BytesIO()
+    _RefPickler(out, refs).dump(obj)
+    return _WithRefs(out.getvalue(), refs) if refs else out.getvalue()
+
+
 # -- sending ------------------------------------------------------------------------
 
 class _Route(NamedTuple):
@@ -150,8 +245,7 @@ class _Route(NamedTuple):
 class _Messenger:
     """Sending through the router and waiting for replies: the driver and each host do both."""
 
-    def _init_messenger(self, router, timeout: float) -> None:
-        self._router = router
+    def _init_messenger(self, timeout: float) -> None:
         self.timeout = timeout
         self._sender = uuid.uuid4().hex
         self._seqs: dict[str, itertools.count] = {}
@@ -162,13 +256,18 @@ class _Messenger:
     def _new_future(self, dst: str, method: str) -> Future:
         return Future(self, dst, method, next(self._ids))
 
-    def _post(self, route: _Route, kind: str, src: str, dst: str, method: str, payload: bytes, fut) -> None:
-        with self._send_lock:  # sequence numbers must reach Ray in the order they are drawn
-            fate = self._router.decide.remote(kind, src, dst, method, len(payload))
-            seq = next(self._seqs.setdefault(route.key, itertools.count()))
-            ref = route.actor.deliver.remote(self._sender, seq, fate, kind, src, dst, method, payload)
+    def _post(self, route: _Route, kind: str, src: str, dst: str, method: str, payload, fut) -> None:
+        """Decide the message's fate here and, unless it is dropped, send it: one Ray call."""
         if fut is not None:
             self._pending[fut._id] = fut
+        delays = self._net.decide(kind, src, dst, method, len(payload))
+        if not delays:
+            return  # dropped at its sender: a call's caller times out
+        with self._send_lock:  # sequence numbers must reach Ray in the order they are drawn
+            seq = next(self._seqs.setdefault(route.key, itertools.count()))
+            # one argument for the header: Ray serialises each argument apart (~5 us each)
+            ref = route.actor.deliver.remote((self._sender, seq, delays, kind, src, dst, method), payload)
+        if fut is not None:
             ref.future().add_done_callback(lambda done: self._on_reply(fut, src, route.worker, done))
 
     def _on_reply(self, fut: Future, src: str, worker: str, done) -> None:
@@ -181,12 +280,23 @@ class _Messenger:
         except Exception as exc:  # a failure of the transport itself, reported to the caller
             answer = ClusterError(f"{fut.actor}.{fut.method} failed in Ray: {exc}")
         if answer is None:
-            return  # the request or the reply was dropped: the caller times out
+            return  # the reply was dropped: the caller times out
+        if isinstance(answer, Exception):
+            if self._pending.pop(fut._id, None) is not None:
+                fut._resolve(error=answer)
+            return
+        if src == DRIVER:  # the driver decides the fates of the replies to its calls, as of the calls
+            delays = self._net.decide("reply", fut.actor, DRIVER, fut.method, len(answer[1]))
+            if not delays:
+                return
+            if min(delays) > 0:
+                self._delayer.post(min(delays), self._take_reply, fut, src, answer)
+                return
+        self._take_reply(fut, src, answer)
+
+    def _take_reply(self, fut: Future, src: str, answer) -> None:
         if self._pending.pop(fut._id, None) is None:
             return  # the caller gave up waiting, or the cluster stopped
-        if isinstance(answer, Exception):
-            fut._resolve(error=answer)
-            return
         self._got_reply(src)
         ok, body = answer
         try:
@@ -259,12 +369,15 @@ class _Hosted(ActorShell):
 class _HostRuntime(_Messenger):
     """The runtime of a host process: handles unpickled there call through it."""
 
-    def __init__(self, worker: str, router, timeout: float):
-        self._init_messenger(router, timeout)
+    def __init__(self, worker: str, network: tuple, seed, trace_size: int, t0: float, timeout: float):
+        self._init_messenger(timeout)
         self.name = worker
         self.actors: dict[str, _Hosted] = {}
         self.names: dict[str, str] = {}  # actor -> worker, for the whole cluster
+        self.dead: set[str] = set()  # actors that will not come back: messages to them are refused
         self.routes: dict[str, _Route] = {}
+        self._net = Network(lambda name: self.names.get(name), seed=seed, trace_size=trace_size, t0=t0)
+        self._net.load(network)
         self.namespace: dict = {"__name__": "__cluster__", "worker": worker}
         self.timers = Timers(self.actors)
         self.timers.start()
@@ -275,14 +388,18 @@ class _HostRuntime(_Messenger):
         caller = getattr(current, "actor", None)
         if caller is None:
             raise ClusterError("actor calls inside a worker must be made from an actor's method")
-        payload = dumps((args, kwargs))
+        payload = _encode((args, kwargs))
+        kind = "send" if oneway else "call"
         route = self.routes.get(self.names.get(dst))
-        if route is None:
+        if route is None or dst in self.dead:
+            if dst in self.names:
+                self._net.refuse(kind, caller.name, dst, method, len(payload))
             if oneway:
                 return None  # as on the local backend, a message to no one is lost
-            return failed_future(self, dst, method, ActorDiedError(f"actor {dst!r} does not exist"))
+            why = "does not exist" if dst not in self.names else "is dead" if dst in self.dead else "is being restarted"
+            return failed_future(self, dst, method, ActorDiedError(f"actor {dst!r} {why}"))
         fut = None if oneway else self._new_future(dst, method)
-        self._post(route, "send" if oneway else "call", caller.name, dst, method, payload, fut)
+        self._post(route, kind, caller.name, dst, method, payload, fut)
         return fut
 
     def _got_reply(self, src: str) -> None:
@@ -307,8 +424,8 @@ class _HostRuntime(_Messenger):
 class _Host:
     """A worker: a Ray actor hosting any number of actors (see the module docstring)."""
 
-    def __init__(self, worker: str, router, timeout: float):
-        self.runtime = _HostRuntime(worker, router, timeout)
+    def __init__(self, worker: str, network: tuple, seed, trace_size: int, t0: float, timeout: float):
+        self.runtime = _HostRuntime(worker, network, seed, trace_size, t0, timeout)
         set_process_runtime(self.runtime)
         sys.stdout = CapturedOutput(sys.stdout, "stdout")
         sys.stderr = CapturedOutput(sys.stderr, "stderr")
@@ -320,8 +437,13 @@ class _Host:
         return os.getpid(), ray.get_runtime_context().get_node_id()
 
     @ray.method(concurrency_group="control")
-    async def update(self, names: dict, routes: dict) -> None:
-        self.runtime.names, self.runtime.routes = names, routes
+    async def update(self, names: dict, dead: set, routes: dict) -> None:
+        self.runtime.names, self.runtime.dead, self.runtime.routes = names, dead, routes
+
+    @ray.method(concurrency_group="control")
+    async def configure(self, network: tuple) -> None:
+        """The driver's network settings (``Network.export``), for every message sent from now on."""
+        self.runtime._net.load(network)
 
     @ray.method(concurrency_group="control")
     async def watch(self) -> None:
@@ -350,29 +472,31 @@ class _Host:
 
     @ray.method(concurrency_group="control")
     async def poll(self):
-        counts = {name: a.processed + a.replies for name, a in self.runtime.actors.items()}
-        return counts, self.runtime.take_logs()
+        """Each actor's messages taken in, what they printed, and what this host's Network
+        counted and recorded since the last poll."""
+        runtime = self.runtime
+        processed = {name: a.processed + a.replies for name, a in runtime.actors.items()}
+        return processed, runtime.take_logs(), runtime._net.counts(), runtime._net.take_trace()
 
     @ray.method(concurrency_group="control")
     async def job(self, kind: str, payload: bytes):
         return await asyncio.get_running_loop().run_in_executor(None, self.runtime.run_job, kind, payload)
 
-    async def deliver(self, sender: str, seq: int, delays, kind: str, src: str, dst: str, method: str,
-                      payload: bytes):
-        """Take in one message whose fate the router decided.
-
-        ``delays``: of the copies to deliver ([] dropped; None refused, its
-        destination being dead). Returns a call's reply, or None when no reply
-        gets through.
-        """
+    async def deliver(self, header: tuple, payload: bytes):
+        """Take in one message whose fate its sender decided: ``delays`` of the copies to
+        deliver. ``header``: (sender, its sequence number, delays, kind, src, dst, method).
+        Returns a call's reply, or None when no reply gets through."""
+        sender, seq, delays, kind, src, dst, method = header
         loop = asyncio.get_running_loop()
+        if type(payload) is _WithRefs:
+            await payload.resolve()
         if self._next.get(sender, 0) != seq:  # an earlier message of this sender is still on its way
             turn = self._turns[(sender, seq)] = loop.create_future()
             await turn
         actor = self.runtime.actors.get(dst)
         dones = []
         if actor is not None:
-            for delay in delays or ():
+            for delay in delays:
                 done = loop.create_future() if kind == "call" else None
                 item = ("message", method, payload, done)
                 if delay > 0:
@@ -385,10 +509,12 @@ class _Host:
         successor = self._turns.pop((sender, seq + 1), None)
         if successor is not None:
             successor.set_result(None)
-        if kind != "call" or delays == []:
+        if kind != "call":
             return None
-        if delays is None or actor is None:
+        if actor is None:
             return False, encode_error(ActorDiedError(f"actor {dst!r} is dead"))
+        if len(dones) == 1:  # the usual case, without as_completed's tasks
+            return await self._answer(dst, src, method, dones[0])
         for answer in asyncio.as_completed([self._answer(dst, src, method, done) for done in dones]):
             answer = await answer
             if answer is not None:
@@ -396,108 +522,17 @@ class _Host:
         return None
 
     async def _answer(self, dst: str, src: str, method: str, done: asyncio.Future):
-        """One copy's reply once the router lets it through; None if it drops it."""
+        """One copy's reply, once its fate lets it through (None if dropped). The driver
+        decides the fates of the replies to its own calls."""
         ok, body = await done
-        delays = await self.runtime._router.decide.remote("reply", dst, src, method, len(body))
+        if src == DRIVER:
+            return ok, body
+        delays = self.runtime._net.decide("reply", dst, src, method, len(body))
         if not delays:
             return None
         if min(delays) > 0:
             await asyncio.sleep(min(delays))
         return ok, body
-
-
-class _Router:
-    """The one Network every message crosses (see the module docstring)."""
-
-    def __init__(self, seed, trace_size: int):
-        self._where: dict[str, str] = {}
-        self._dead: set[str] = set()
-        self._net = Network(self._where.get, seed=seed, trace_size=trace_size)
-
-    def place(self, where: dict, dead: set) -> None:
-        self._where.clear()
-        self._where.update(where)
-        self._dead = dead
-
-    def decide(self, kind: str, src: str, dst: str, method: str, nbytes: int):
-        if dst in self._dead:
-            self._net.refuse(kind, src, dst, method, nbytes)
-            return None
-        return self._net.decide(kind, src, dst, method, nbytes)
-
-    def configure(self, settings: dict) -> None:
-        net = self._net
-        net.reset()
-        if settings["partition"]:
-            net.partition(settings["partition"])
-        net.set_faults(settings["default"])
-        for link, faults in settings["links"].items():
-            net.set_faults(faults, link)
-
-    def clock(self) -> float:
-        return time.monotonic() - self._net.t0
-
-    def trace(self) -> list:
-        return list(self._net.trace)
-
-    def counts(self):
-        return self._net.counts()
-
-
-class _RouterNetwork:
-    """The driver's stand-in for the router's Network, for the base class's methods.
-
-    Settings are validated and kept by a local Network, then copied to the
-    router; the trace and the counters are read from the router, and kept when
-    the cluster stops.
-    """
-
-    def __init__(self, router, settings: Network):
-        self._router = router
-        self._settings = settings
-        self._final = None  # (trace, sent, received, links) once stopped
-        self.t0 = time.monotonic() - ray.get(router.clock.remote())  # the clock of the trace's time column
-
-    def partition(self, groups) -> None:
-        self._settings.partition(groups)
-        self._push()
-
-    def heal(self) -> None:
-        self._settings.heal()
-        self._push()
-
-    def set_faults(self, faults, link=None) -> None:
-        self._settings.set_faults(faults, link)
-        self._push()
-
-    def settings(self) -> dict:
-        return self._settings.settings()
-
-    def _push(self) -> None:
-        if self._final is None:
-            ray.get(self._router.configure.remote(self.settings()))
-
-    def freeze(self) -> None:
-        try:
-            self._final = (self.trace, *ray.get(self._router.counts.remote(), timeout=10))
-        except RayError:
-            self._final = ([], {}, {}, {})
-
-    @property
-    def trace(self) -> list:
-        return self._final[0] if self._final else ray.get(self._router.trace.remote())
-
-    @property
-    def sent(self) -> dict:
-        return self._final[1] if self._final else ray.get(self._router.counts.remote())[0]
-
-    @property
-    def received(self) -> dict:
-        return self._final[2] if self._final else ray.get(self._router.counts.remote())[1]
-
-    @property
-    def links(self) -> dict:
-        return self._final[3] if self._final else ray.get(self._router.counts.remote())[2]
 
 
 # -- the driver ------------------------------------------------------------------------
@@ -512,10 +547,10 @@ class _HostState:
     alive: bool = True
     paused: bool = False
     watch: object = None  # the pending watch call (kept so that its callback stays registered)
+    counts: tuple = ({}, {}, {})  # (sent, received, links) as its Network last reported them
 
 
 _HostActor = ray.remote(**_HOST_OPTIONS)(_Host)
-_RouterActor = ray.remote(num_cpus=0, max_restarts=0)(_Router)
 
 
 class RayCluster(_Messenger, Cluster):
@@ -540,13 +575,14 @@ class RayCluster(_Messenger, Cluster):
         self._spawner = ThreadPoolExecutor(1, thread_name_prefix="cluster-spawner")
         self._owns_ray = False
         self._node = None  # the Ray node of this driver: pause/resume need hosts on it
-        self._init_messenger(None, self.timeout)
+        self._init_messenger(self.timeout)
+        self._delayer = Delayer()  # delayed replies to the driver's calls
+        self._refs: weakref.WeakSet[RayObjectRef] = weakref.WeakSet()  # released at stop()
+        self._delayer.start()
         try:
             self._owns_ray = _acquire_ray(address)
             self._node = ray.get_runtime_context().get_node_id()
-            self._router = _RouterActor.remote(kwargs.get("seed"), self._net.trace.maxlen)
             self._start_hosts(self.workers)
-            self._net = _RouterNetwork(self._router, self._net)
         except BaseException:
             self.stop()
             raise
@@ -554,10 +590,11 @@ class RayCluster(_Messenger, Cluster):
 
     # -- hosts -------------------------------------------------------------------
     def _start_hosts(self, workers) -> None:
-        """Start a new host for each of ``workers`` and tell every host where everyone is."""
-        new = []
+        """Start a new host for each of ``workers`` (with the network settings in force) and
+        tell every host where everyone is."""
+        new, net = [], self._net
         for worker in workers:
-            actor = _HostActor.remote(worker, self._router, self.timeout)
+            actor = _HostActor.remote(worker, net.export(), net.seed, net.trace.maxlen, net.t0, self.timeout)
             new.append(_HostState(_Route(worker, f"{worker}.{next(self._incarnations)}", actor)))
         try:
             started = ray.get([h.route.actor.start.remote() for h in new], timeout=_START_TIMEOUT)
@@ -589,13 +626,24 @@ class RayCluster(_Messenger, Cluster):
         return names, dead, routes
 
     def _publish(self) -> None:
-        """Tell the router and every host where each actor lives (after a spawn or a restart)."""
+        """Tell every host where each actor lives and which are dead (after a spawn, a death
+        or a restart); returns once each live host that can answer has it."""
         names, dead, routes = self._locations()
-        waits = [self._router.place.remote(names, dead)]
-        for h in list(self._hosts.values()):
+        self._ask_hosts(lambda host: host.update.remote(names, dead, routes))
+
+    def _push_network(self, hosts=None) -> None:
+        """Hand the driver's network settings to every live host (or ``hosts``); returns once
+        each has them, so they decide every message sent afterwards. A paused host takes
+        them when it is resumed (``resume`` waits for that)."""
+        network = self._net.export()
+        self._ask_hosts(lambda host: host.configure.remote(network), hosts)
+
+    def _ask_hosts(self, ask, hosts=None) -> None:
+        waits = []
+        for h in list(self._hosts.values()) if hosts is None else hosts:
             if h.alive:
-                ref = h.route.actor.update.remote(names, routes)
-                if not h.paused:  # a frozen host takes the update when it is resumed
+                ref = ask(h.route.actor)
+                if not h.paused:  # a frozen host takes it in when it is resumed
                     waits.append(ref)
         for ref in waits:
             try:
@@ -632,10 +680,10 @@ class RayCluster(_Messenger, Cluster):
                     rec.state = "dead"
                     lost += rec.held
                     rec.held = []
+        self._retire(h.counts)
         self._kill_host(h)
         if not self.stopped:
-            names, dead, _ = self._locations()
-            self._router.place.remote(names, dead)  # messages to the dead are refused from now on
+            self._publish()  # messages to the dead are refused at their senders from now on
         on_host = {rec.name for rec in self._actors.values() if rec.worker == worker}
         for fut in [f for f in list(self._pending.values()) if f.actor in on_host]:
             if self._pending.pop(fut._id, None) is not None:
@@ -704,7 +752,7 @@ class RayCluster(_Messenger, Cluster):
         if not ok:
             with decoding_for(self):
                 raise decode_error(body)
-        received = self._net.received.get(rec.name, 0)
+        received = self._message_counts()[1].get(rec.name, 0)
         with self._lock:
             rec.processed = 0
             rec.received_base = received
@@ -714,9 +762,11 @@ class RayCluster(_Messenger, Cluster):
         for kind, method, payload, fut in held:
             self._post(h.route, kind, DRIVER, rec.name, method, payload, fut)
 
-    def put(self, obj):
-        raise ClusterError("cluster.put is on the local backend only, for now: on Ray, pass the object "
-                           "itself (Ray's own serialisation moves arrays)")
+    def put(self, obj) -> RayObjectRef:
+        self._check_open()
+        ref = RayObjectRef(ray.put(obj))
+        self._refs.add(ref)
+        return ref
 
     def shared_memory(self):
         raise ClusterError("on the Ray backend arrays travel through Ray's object store (`ray memory` lists "
@@ -726,7 +776,7 @@ class RayCluster(_Messenger, Cluster):
         rec = self._callable(dst, oneway)
         if rec.state == "dead":
             return failed_future(self, dst, method, self._dead_error(dst))
-        payload = dumps((args, kwargs))
+        payload = _encode((args, kwargs))
         kind = "send" if oneway else "call"
         fut = None if oneway else self._new_future(dst, method)
         with self._lock:
@@ -744,13 +794,16 @@ class RayCluster(_Messenger, Cluster):
         Every actor on it dies; those with restarts left come back by themselves.
         """
         self._check_open()
-        self._host_died(self._hosts[self._worker_of(name)], restart=True)
+        h = self._hosts[self._worker_of(name)]
+        self._poll([h])  # what its actors sent is in its trace
+        self._host_died(h, restart=True)
 
     def restart(self, name: str) -> None:
         """Kill (if alive) and start again the worker ``name`` or the worker of actor ``name``,
         rebuilding every actor placed on it. Returns once they are running."""
         self._check_open()
         worker = self._worker_of(name)
+        self._poll([self._hosts[worker]])
         self._host_died(self._hosts[worker], restart=False)
         with self._lock:
             recs = [rec for rec in self._actors.values() if rec.worker == worker]
@@ -771,6 +824,9 @@ class RayCluster(_Messenger, Cluster):
             )
         os.kill(h.pid, sig)
         wait_for_stop_state(h.pid, paused)
+        if not paused:  # what the driver told it while it was frozen, taken in before its next message
+            self._push_network([h])
+            self._publish()
         with self._lock:
             h.paused = paused
             for rec in self._actors.values():
@@ -789,17 +845,18 @@ class RayCluster(_Messenger, Cluster):
         self._signal(name, signal.SIGCONT, False)
 
     # -- observation ---------------------------------------------------------------
-    def _poll(self) -> None:
-        """Pull each live host's counters and what its actors printed."""
+    def _poll(self, hosts=None) -> None:
+        """Pull each live host's (or ``hosts``') counters, trace rows and what its actors printed."""
         with self._poll_lock:
-            hosts = [h for h in list(self._hosts.values()) if h.alive and not h.paused]
+            hosts = [h for h in (list(self._hosts.values()) if hosts is None else hosts) if h.alive and not h.paused]
             asks = [(h, h.route.actor.poll.remote()) for h in hosts]
             for h, ref in asks:
                 try:
-                    counts, logs = ray.get(ref, timeout=2.0)
+                    processed, logs, h.counts, rows = ray.get(ref, timeout=2.0)
                 except RayError:  # dead, or too busy to answer now
                     continue
-                for name, count in counts.items():
+                self._add_rows(rows)
+                for name, count in processed.items():
                     rec = self._actors.get(name)
                     if rec is not None and rec.worker == h.route.worker:
                         rec.processed = count
@@ -815,6 +872,9 @@ class RayCluster(_Messenger, Cluster):
     def _refresh_stats(self) -> None:
         if not self.stopped:
             self._poll()
+
+    def _worker_counts(self) -> list[tuple[dict, dict, dict]]:
+        return [h.counts for h in list(self._hosts.values()) if h.alive]
 
     def logs(self, name: str) -> str:
         """Everything actor ``name`` printed (the most recent lines)."""
@@ -857,7 +917,7 @@ class RayCluster(_Messenger, Cluster):
 
     # -- lifetime ----------------------------------------------------------------
     def stop(self) -> None:
-        """Kill every host (and the router), fail pending calls; shut Ray down if we started it."""
+        """Kill every host, fail pending calls; shut Ray down if we started it."""
         if self.stopped:
             return
         self.stopped = True
@@ -867,9 +927,8 @@ class RayCluster(_Messenger, Cluster):
         self._spawner.shutdown(wait=True, cancel_futures=True)  # no restart may start after this
         # At interpreter exit Ray's own atexit hook may have shut it down already.
         ray_up = ray.is_initialized()
-        if ray_up and isinstance(self._net, _RouterNetwork):
-            self._poll()  # the last printed lines
-            self._net.freeze()
+        if ray_up:
+            self._poll()  # the last printed lines and trace rows
         with self._lock:
             lost = []
             for rec in self._actors.values():
@@ -879,6 +938,10 @@ class RayCluster(_Messenger, Cluster):
             hosts = [h for h in self._hosts.values() if h.alive]
             for h in hosts:
                 h.alive = False
+                self._retire(h.counts)  # the counters and trace stay readable after stop()
+        self._delayer.stop()
+        for ref in list(self._refs):
+            ref.release()
         error = ClusterError("the cluster was stopped")
         for fut in list(self._pending.values()) + [held[3] for held in lost]:
             if fut is not None:
@@ -887,8 +950,6 @@ class RayCluster(_Messenger, Cluster):
         if ray_up:
             for h in hosts:
                 self._kill_host(h)
-            if self._router is not None:
-                ray.kill(self._router, no_restart=True)
             wait_for_exit([h.pid for h in hosts if h.node == self._node])
         _release_ray(self._owns_ray)
         self._changed("stop")

@@ -33,7 +33,7 @@ SPIN_SECONDS = 200e-6
 _READ_SIZE = 1 << 18  # bytes one read takes at most
 
 
-def _plain(obj, depth: int = 2) -> bool:
+def is_plain(obj, depth: int = 2) -> bool:
     """Builtin scalars, possibly in shallow tuples, lists and str-keyed dicts."""
     kind = type(obj)
     if kind in _PLAIN:
@@ -42,12 +42,12 @@ def _plain(obj, depth: int = 2) -> bool:
         return False
     if kind is tuple or kind is list:  # loops, not all(generator): this runs for every message
         for x in obj:
-            if type(x) not in _PLAIN and not _plain(x, depth - 1):
+            if type(x) not in _PLAIN and not is_plain(x, depth - 1):
                 return False
         return True
     if kind is dict:
         for k, v in obj.items():
-            if type(k) is not str or (type(v) not in _PLAIN and not _plain(v, depth - 1)):
+            if type(k) is not str or (type(v) not in _PLAIN and not is_plain(v, depth - 1)):
                 return False
         return True
     return False
@@ -59,7 +59,7 @@ def dumps(obj) -> bytes:
     Notebook-defined classes and functions live in ``__main__`` of the kernel,
     which a worker does not have; cloudpickle sends them by value.
     """
-    if _plain(obj):
+    if is_plain(obj):
         return pickle.dumps(obj, 5)
     return cloudpickle.dumps(obj, 5)
 
@@ -234,7 +234,7 @@ def encode(obj, threshold: int | None) -> tuple[bytes, tuple[SharedMemory, ...]]
     """``obj`` pickled, and the memfds to send beside it: with ``threshold``, buffers of that
     many bytes or more leave the pickle, into a memfd of this process's pool, or as the
     received memfd they already lie in; and one memfd per ObjectRef inside it."""
-    if _plain(obj):
+    if is_plain(obj):
         return pickle.dumps(obj, 5), ()
     large, refs = [], []
     stream = io.BytesIO()
@@ -281,12 +281,15 @@ def payload_size(payload) -> int:
 
 
 def loads(payload):
-    """A payload back to its object; a SharedPayload's arrays are read-only views of its memfds."""
+    """A payload back to its object; a SharedPayload's arrays are read-only views of its memfds.
+    A payload of a backend's own (the Ray backend's, carrying object refs) loads itself."""
     if isinstance(payload, SharedPayload):
         if payload.refs:
             return _Unpickler(payload.data, payload.buffers, payload.refs).load()
         return pickle.loads(payload.data, buffers=payload.buffers)
-    return pickle.loads(payload)
+    if isinstance(payload, (bytes, bytearray, memoryview)):
+        return pickle.loads(payload)
+    return payload.load()
 
 
 class Channel:

@@ -6,19 +6,21 @@ workers restarted after each test.
 """
 import json
 import os
+import pickle
 import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import psutil
 import pytest
 import ray
 
-from mlsys_ext.cluster import (ActorDiedError, ActorTimeoutError, Cluster, ClusterError, RemoteError,
+from mlsys_ext.cluster import (ActorDiedError, ActorTimeoutError, Cluster, ClusterError, ObjectRef, RemoteError,
                                RemoteTraceback, context)
 from tests.conftest import pid_alive, wait_until
 
-from .actors import Counter, Relay, SlowStart, Ticker
+from .actors import ArrayKeeper, Counter, Relay, SlowStart, Ticker
 
 pytestmark = pytest.mark.timeout(180)
 LOOPBACK = ("127.0.0.1", "::1", "::ffff:127.0.0.1")
@@ -554,3 +556,57 @@ def test_magic_starts_a_ray_cluster_on_the_same_ray(cl, ipython):
         if magics.current is not None:
             magics.current.stop()
             magics.current = None
+
+
+# -- one Ray call per message, refs in Ray's object store ---------------------------
+
+class _CountingHost:
+    """Stands in for a host's Ray handle on the driver, counting the Ray calls made to it."""
+
+    def __init__(self, real, calls: list):
+        self._real, self._calls = real, calls
+
+    def __getattr__(self, method):
+        real, calls = getattr(self._real, method), self._calls
+
+        class Method:
+            @staticmethod
+            def remote(*args, **kwargs):
+                calls.append(method)
+                return real.remote(*args, **kwargs)
+        return Method
+
+
+def test_a_sync_call_is_one_ray_actor_call_and_the_driver_decides_its_fate(cl):
+    counter = cl.spawn(Counter, name="one-ray-call", worker="w0")
+    counter.incr.remote(1).result()
+    host, calls = cl._hosts["w0"], []
+    real = host.route
+    host.route = real._replace(actor=_CountingHost(real.actor, calls))
+    try:
+        assert counter.incr.remote(1).result(timeout=5) == 2
+    finally:
+        host.route = real
+    assert calls == ["deliver"]
+    decided_here = [row for row in cl._net.trace if row[2] == "driver" and row[3] == "one-ray-call"]
+    assert [row[6] for row in decided_here[-1:]] == ["delivered"]
+
+
+def test_put_is_in_ray_s_store_and_actors_get_the_object_read_only(cl):
+    array = np.arange(1_000_000, dtype=np.float64) + 1e6
+    ref = cl.put(array)
+    assert isinstance(ref, ObjectRef) and "in Ray" in repr(ref)
+    readers = [cl.spawn(ArrayKeeper, name=f"reader{i}") for i in range(3)]
+    described = cl.gather([r.describe.remote(ref) for r in readers])
+    assert [(d["sum"], d["writeable"]) for d in described] == [(float(array.sum()), False)] * 3
+    assert np.array_equal(ref.get(), array)
+    with pytest.raises(TypeError, match="travels only inside"):
+        pickle.dumps(ref)
+
+
+def test_refs_are_released_at_stop():
+    with Cluster(1, backend="ray", timeout=10.0) as c:
+        ref = c.put(b"x" * 1000)
+        assert ref.get() == b"x" * 1000
+    with pytest.raises(ValueError, match="released when its cluster stopped"):
+        ref.get()
