@@ -243,7 +243,7 @@ class _Route(NamedTuple):
 
 
 class _Messenger:
-    """Sending through the router and waiting for replies: the driver and each host do both."""
+    """Deciding fates, sending and waiting for replies: the driver and each host do all three."""
 
     def _init_messenger(self, timeout: float) -> None:
         self.timeout = timeout
@@ -391,12 +391,19 @@ class _HostRuntime(_Messenger):
         payload = _encode((args, kwargs))
         kind = "send" if oneway else "call"
         route = self.routes.get(self.names.get(dst))
-        if route is None or dst in self.dead:
+        if dst not in self.names:
+            why = "does not exist"
+        elif dst in self.dead:
+            why = "is dead"
+        elif route is None:
+            why = "is being restarted"  # its worker is down: refused here, unlike the driver's calls
+        else:
+            why = None
+        if why is not None:
             if dst in self.names:
                 self._net.refuse(kind, caller.name, dst, method, len(payload))
             if oneway:
                 return None  # as on the local backend, a message to no one is lost
-            why = "does not exist" if dst not in self.names else "is dead" if dst in self.dead else "is being restarted"
             return failed_future(self, dst, method, ActorDiedError(f"actor {dst!r} {why}"))
         fut = None if oneway else self._new_future(dst, method)
         self._post(route, kind, caller.name, dst, method, payload, fut)
