@@ -9,6 +9,11 @@ class ActorDiedError(ClusterError):
     """The actor's process is dead; calls fail at once instead of hanging."""
 
 
+def died_before_answering(actor: str, worker: str, method: str) -> ActorDiedError:
+    """The one wording for a call whose actor died with it pending, on every backend and path."""
+    return ActorDiedError(f"actor {actor!r} died (worker {worker}) before answering {method}")
+
+
 class ActorTimeoutError(ClusterError, TimeoutError):
     """No reply arrived in time: the actor may be paused, cut off, or the message dropped."""
 

@@ -51,7 +51,7 @@ import mlsys_ext
 
 from ._cluster import (ActorRecord, Cluster, SharedMemoryUse, WorkerResult, job_timeout_error, live_clusters,
                        spawn_timeout_error)
-from ._errors import ActorDiedError, ActorTimeoutError, ClusterError
+from ._errors import ActorDiedError, ActorTimeoutError, ClusterError, died_before_answering
 from ._future import Future, failed_future
 from ._handle import decoding_for
 from ._network import DRIVER, Delayer
@@ -487,8 +487,7 @@ class LocalCluster(Cluster):
         for msg_id, fut in list(self._pending.items()):
             if fut.actor in names:
                 self._pending.pop(msg_id, None)
-                fut._resolve(error=ActorDiedError(
-                    f"actor {fut.actor!r} died (worker {w.name}) before answering {fut.method}"))
+                fut._resolve(error=died_before_answering(fut.actor, w.name, fut.method))
         self._changed("died")
         if revive:
             self._spawner.submit(self._revive, w.name, revive)
@@ -616,6 +615,10 @@ class LocalCluster(Cluster):
         self._gather()  # the workers' trace rows outlive them
         self.stopped = True
         self._spawner.shutdown(wait=True, cancel_futures=True)  # no restart may start after this
+        error = ClusterError("the cluster was stopped")  # before the workers die, not "died before answering"
+        for fut in list(self._pending.values()):
+            fut._resolve(error=error)
+        self._pending.clear()
         for w in list(self._procs.values()):
             if w.alive:
                 try:
@@ -636,8 +639,4 @@ class LocalCluster(Cluster):
             ref.release()
         if not any(isinstance(c, LocalCluster) for c in live_clusters()):
             pool.clear()  # the driver's memfds for messages: none outlives the last local cluster
-        error = ClusterError("the cluster was stopped")
-        for fut in list(self._pending.values()):
-            fut._resolve(error=error)
-        self._pending.clear()
         self._changed("stop")

@@ -36,9 +36,10 @@ Design
   works when it runs on this machine; Ray cannot freeze an actor, so otherwise
   they are refused.
 
-Differences from the local backend: a call from an actor to an actor that is
-being restarted fails with ActorDiedError (calls from the driver are held until
-it is back, as in the local backend); ``shared_memory()`` is refused, since arrays
+Messages to an actor that is being restarted are held until it is back, by the
+driver and by hosts alike, as on the local backend.
+
+Differences from the local backend: ``shared_memory()`` is refused, since arrays
 live in Ray's object store (``ray memory`` lists it). Started here, Ray binds to 127.0.0.1 and
 is shut down when the last cluster using it stops; a Ray the process had
 already initialised is used as it is and left running.
@@ -70,7 +71,7 @@ from ray.exceptions import GetTimeoutError, RayActorError, RayError
 from ._actor import ActorShell, CapturedOutput, Timers, current, run_job
 from ._cluster import ActorRecord, Cluster, WorkerResult, job_timeout_error, spawn_timeout_error
 from ._context import ActorContext
-from ._errors import ActorDiedError, ClusterError
+from ._errors import ActorDiedError, ClusterError, died_before_answering
 from ._future import Future, failed_future
 from ._handle import decoding_for, set_process_runtime
 from ._network import DRIVER, Delayer, Network
@@ -275,8 +276,7 @@ class _Messenger:
         try:
             answer = done.result()
         except RayActorError:
-            answer = ActorDiedError(f"actor {fut.actor!r} is dead: worker {worker} died before it answered "
-                                    f"{fut.method}")
+            answer = died_before_answering(fut.actor, worker, fut.method)
         except Exception as exc:  # a failure of the transport itself, reported to the caller
             answer = ClusterError(f"{fut.actor}.{fut.method} failed in Ray: {exc}")
         if answer is None:
@@ -376,6 +376,8 @@ class _HostRuntime(_Messenger):
         self.names: dict[str, str] = {}  # actor -> worker, for the whole cluster
         self.dead: set[str] = set()  # actors that will not come back: messages to them are refused
         self.routes: dict[str, _Route] = {}
+        self._held: list[tuple] = []  # messages to actors being restarted, sent when they are back
+        self._locations_lock = threading.Lock()  # names, dead, routes and _held change together
         self._net = Network(lambda name: self.names.get(name), seed=seed, trace_size=trace_size, t0=t0)
         self._net.load(network)
         self.namespace: dict = {"__name__": "__cluster__", "worker": worker}
@@ -390,24 +392,48 @@ class _HostRuntime(_Messenger):
             raise ClusterError("actor calls inside a worker must be made from an actor's method")
         payload = _encode((args, kwargs))
         kind = "send" if oneway else "call"
-        route = self.routes.get(self.names.get(dst))
-        if dst not in self.names:
-            why = "does not exist"
-        elif dst in self.dead:
-            why = "is dead"
-        elif route is None:
-            why = "is being restarted"  # its worker is down: refused here, unlike the driver's calls
-        else:
-            why = None
-        if why is not None:
-            if dst in self.names:
-                self._net.refuse(kind, caller.name, dst, method, len(payload))
-            if oneway:
-                return None  # as on the local backend, a message to no one is lost
-            return failed_future(self, dst, method, ActorDiedError(f"actor {dst!r} {why}"))
-        fut = None if oneway else self._new_future(dst, method)
+        with self._locations_lock:
+            if dst not in self.names or dst in self.dead:
+                return self._refuse(kind, caller.name, dst, method, payload)
+            fut = None if oneway else self._new_future(dst, method)
+            route = self.routes.get(self.names[dst])
+            if route is None:  # its worker is down and being restarted: held until it is back
+                if fut is not None:
+                    self._pending[fut._id] = fut  # so that the caller's timeout takes it back
+                self._held.append((kind, caller.name, dst, method, payload, fut))
+                return fut
         self._post(route, kind, caller.name, dst, method, payload, fut)
         return fut
+
+    def _refuse(self, kind: str, src: str, dst: str, method: str, payload, fut=None):
+        """A message to an actor that is dead or was never spawned; a call's future fails."""
+        why = "does not exist" if dst not in self.names else "is dead"
+        if dst in self.names:
+            self._net.refuse(kind, src, dst, method, len(payload))
+        if kind == "send":
+            return None  # as on the local backend, a message to no one is lost
+        error = ActorDiedError(f"actor {dst!r} {why}")
+        if fut is None:
+            return failed_future(self, dst, method, error)
+        if self._pending.pop(fut._id, None) is not None:
+            fut._resolve(error=error)
+        return fut
+
+    def set_locations(self, names: dict, dead: set, routes: dict) -> None:
+        """Where every actor lives now; held messages go to the actors that are back, and
+        those to actors that will not come back fail."""
+        with self._locations_lock:
+            self.names, self.dead, self.routes = names, dead, routes
+            held, self._held = self._held, []
+            for kind, src, dst, method, payload, fut in held:
+                if fut is not None and fut._id not in self._pending:
+                    continue  # its caller stopped waiting
+                if dst not in names or dst in dead:
+                    self._refuse(kind, src, dst, method, payload, fut)
+                elif routes.get(names[dst]) is None:
+                    self._held.append((kind, src, dst, method, payload, fut))
+                else:
+                    self._post(routes[names[dst]], kind, src, dst, method, payload, fut)
 
     def _got_reply(self, src: str) -> None:
         actor = self.actors.get(src)
@@ -445,7 +471,7 @@ class _Host:
 
     @ray.method(concurrency_group="control")
     async def update(self, names: dict, dead: set, routes: dict) -> None:
-        self.runtime.names, self.runtime.dead, self.runtime.routes = names, dead, routes
+        self.runtime.set_locations(names, dead, routes)
 
     @ray.method(concurrency_group="control")
     async def configure(self, network: tuple) -> None:
@@ -626,8 +652,10 @@ class RayCluster(_Messenger, Cluster):
             pass  # the cluster is stopping: nothing left to do
 
     def _locations(self):
+        """(actor -> worker, dead actors, worker -> route) for the hosts; an actor being
+        restarted has no worker yet, so that hosts hold what is sent to it."""
         with self._lock:
-            names = {name: rec.worker for name, rec in self._actors.items()}
+            names = {name: None if rec.state == "restarting" else rec.worker for name, rec in self._actors.items()}
             dead = {name for name, rec in self._actors.items() if rec.state == "dead"}
             routes = {w: h.route for w, h in self._hosts.items() if h.alive}
         return names, dead, routes
@@ -694,8 +722,7 @@ class RayCluster(_Messenger, Cluster):
         on_host = {rec.name for rec in self._actors.values() if rec.worker == worker}
         for fut in [f for f in list(self._pending.values()) if f.actor in on_host]:
             if self._pending.pop(fut._id, None) is not None:
-                fut._resolve(error=ActorDiedError(
-                    f"actor {fut.actor!r} is dead: worker {worker} died before it answered {fut.method}"))
+                fut._resolve(error=died_before_answering(fut.actor, worker, fut.method))
         for _, _, _, fut in lost:
             if fut is not None:
                 fut._resolve(error=ActorDiedError(f"actor {fut.actor!r} is dead (worker {worker} died)"))

@@ -62,7 +62,7 @@ from collections import deque
 
 from ._actor import ActorShell, CapturedOutput, Timers, current, run_job
 from ._context import ActorContext
-from ._errors import ActorDiedError, ActorTimeoutError, ClusterError
+from ._errors import ActorDiedError, ActorTimeoutError, ClusterError, died_before_answering
 from ._future import Future, failed_future
 from ._handle import set_process_runtime
 from ._network import Delayer, Network
@@ -440,8 +440,7 @@ class _ActorHost(ActorShell):
         for msg_id in list(link.calls):
             entry = self.pending.pop(msg_id, None)
             if entry is not None:
-                entry[0]._resolve(error=ActorDiedError(
-                    f"actor {link.peer!r} died (worker {link.worker}) before answering {entry[0].method}"))
+                entry[0]._resolve(error=died_before_answering(link.peer, link.worker, entry[0].method))
         link.calls.clear()
 
     def drop(self) -> None:

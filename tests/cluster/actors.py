@@ -122,7 +122,8 @@ class Prober(Relay):
     def pending_calls(self):
         from mlsys_ext.cluster._actor import current
 
-        return len(current.actor.pending)
+        pending = getattr(current.actor, "pending", None)  # local: the actor's own table
+        return len(context()._runtime._pending if pending is None else pending)  # Ray: its host's
 
 
 class ArrayKeeper:

@@ -1,5 +1,5 @@
 """What only direct (actor -> actor) paths have: no driver in the way, sockets per pair, and the
-network's settings held by every worker. The fault contract both paths share is in test_local.py."""
+network's settings held by every worker. The fault contract both paths share is in test_contract.py (both backends)."""
 import threading
 import time
 

@@ -1,6 +1,5 @@
 """The pool of message memfds: a memfd is written again only once every process holding its lent
 file has let go, receivers cannot write into it, and what the pool keeps is bounded and freed."""
-import gc
 import os
 
 import numpy as np
