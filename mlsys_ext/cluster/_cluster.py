@@ -176,6 +176,7 @@ class Cluster:
         self._actors: dict[str, ActorRecord] = {}
         self._lock = threading.RLock()
         self._placement = itertools.count()
+        self._spawned = itertools.count()  # default names stay unique when actors are removed
         self._listeners: list = []
         self._net = Network(self._locate, seed=seed, trace_size=trace_size)
         self._gathered: deque = deque(maxlen=trace_size)  # the workers' trace rows, by time
@@ -258,7 +259,7 @@ class Cluster:
         if not isinstance(max_restarts, int) or max_restarts < -1:
             raise ValueError(f"max_restarts must be an integer >= -1, got {max_restarts!r}")
         with self._lock:
-            name = name or f"{cls.__name__.lower()}{len(self._actors)}"
+            name = name or f"{cls.__name__.lower()}{next(self._spawned)}"
             if name in self._actors:
                 raise ClusterError(f"an actor named {name!r} exists already")
             if name == DRIVER or name in self.workers:
@@ -489,6 +490,32 @@ class Cluster:
         raise NotImplementedError
 
     def _wait(self, fut, timeout) -> None:
+        raise NotImplementedError
+
+    def remove(self, name: str) -> None:
+        """End actor ``name`` for good and free its name (a job's actors, once it is done).
+
+        Its worker drops it once the method it runs returns; the other actors there run on.
+        Calls still waiting for it fail with ActorDiedError, and it leaves ``status()``;
+        what it sent and received stays in ``trace()`` and ``links()``. An actor being
+        restarted is refused: remove it once it is back.
+        """
+        self._check_open()
+        with self._lock:
+            rec = self._record(name)
+            if rec.state == "restarting":
+                raise ClusterError(f"actor {name!r} is being restarted: remove it once it is back")
+            del self._actors[name]
+            rec.state = "dead"
+        self._remove_actor(rec)
+        error = ActorDiedError(f"actor {name!r} was removed")
+        for key, fut in list(self._pending.items()):
+            if fut.actor == name and self._pending.pop(key, None) is not None:
+                fut._resolve(error=error)
+        self._changed("remove")
+
+    def _remove_actor(self, rec: ActorRecord) -> None:
+        """Have ``rec``'s worker drop it (its record is gone and its state is dead already)."""
         raise NotImplementedError
 
     def kill(self, name: str) -> None:

@@ -194,6 +194,16 @@ class LocalCluster(Cluster):
                 self._send_to(rec, frame, shared)
         self._wake()
 
+    def _remove_actor(self, rec: ActorRecord) -> None:
+        with self._lock:  # the worker drops an actor whose driver socket closes
+            rec.held.clear()
+            if rec.channel is not None:
+                self._channels.pop(rec.channel, None)
+                rec.channel.close()
+                rec.channel = None
+                self._channels_changed()
+        self._wake()
+
     def _send_to(self, rec: ActorRecord, frame: bytes, shared: tuple[SharedMemory, ...] = ()) -> None:
         """Hand a frame (and its memfds) to an actor, or hold it while the actor is paused or restarting."""
         with self._lock:

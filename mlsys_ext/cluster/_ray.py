@@ -333,9 +333,28 @@ class _Hosted(ActorShell):
         self.mailbox: queue.SimpleQueue = queue.SimpleQueue()
         self.processed = 0  # messages taken from the mailbox (timers are not messages)
         self.replies = 0  # replies to this actor's own calls
+        self.ended = False
 
     def post(self, item) -> None:
         self.mailbox.put(item)
+        if self.ended:  # a copy delayed past the actor's end: answered, not left waiting
+            self._refuse_queued()
+
+    def end(self) -> None:
+        """Serve no more messages after the one running (a spawn given up on, a removed actor)."""
+        self.ended = True
+        self.mailbox.put(("end",))  # wakes the serving thread
+
+    def _refuse_queued(self) -> None:
+        while True:
+            try:
+                self._refuse(self.mailbox.get_nowait())
+            except queue.Empty:
+                return
+
+    def _refuse(self, item) -> None:
+        if item[0] == "message" and item[3] is not None:
+            _settle(item[3], (False, encode_error(ActorDiedError(f"actor {self.name!r} was removed"))))
 
     def emit_log(self, stream: str, text: str) -> None:
         self.runtime.add_log(self.name, stream, text)
@@ -351,7 +370,9 @@ class _Hosted(ActorShell):
             return
         while True:
             item = self.mailbox.get()
-            if item[0] == "drop":  # the driver gave up on this actor's spawn
+            if self.ended:  # what is queued behind the end is refused too
+                self._refuse(item)
+                self._refuse_queued()
                 return
             if item[0] == "timer":  # posted by Timers
                 _, method, args, kwargs = item
@@ -501,7 +522,13 @@ class _Host:
     def _drop(self, name: str, actor: _Hosted) -> None:
         if self.runtime.actors.get(name) is actor:  # a later spawn may reuse the name
             del self.runtime.actors[name]
-        actor.post(("drop",))
+        actor.end()
+
+    @ray.method(concurrency_group="control")
+    async def remove(self, name: str) -> None:
+        actor = self.runtime.actors.get(name)
+        if actor is not None:
+            self._drop(name, actor)
 
     @ray.method(concurrency_group="control")
     async def poll(self):
@@ -795,6 +822,20 @@ class RayCluster(_Messenger, Cluster):
         self._publish()
         for kind, method, payload, fut in held:
             self._post(h.route, kind, DRIVER, rec.name, method, payload, fut)
+
+    def _remove_actor(self, rec: ActorRecord) -> None:
+        with self._lock:
+            held, rec.held = rec.held, []
+        for _, _, _, fut in held:
+            if fut is not None:
+                fut._resolve(error=ActorDiedError(f"actor {rec.name!r} was removed"))
+        self._publish()  # from now on hosts refuse messages to it at their senders
+        h = self._hosts.get(rec.worker)
+        if h is not None and h.alive:
+            ref = h.route.actor.remove.remote(rec.name)
+            if not h.paused:  # a frozen host drops it when it is resumed
+                with contextlib.suppress(RayActorError):
+                    ray.get(ref, timeout=self.timeout)
 
     def put(self, obj) -> RayObjectRef:
         self._check_open()

@@ -19,6 +19,7 @@ values) and keeps what it left out as error feedback, added to the next gradient
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import numbers
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..cluster import Cluster, context
+from ..cluster import Cluster, ClusterError, context
 from ._collectives import _Rank
 
 SYNCS = ("allreduce", "ps", "async")
@@ -238,7 +239,7 @@ def data_parallel_sgd(cluster: Cluster, X, y, workers: int | None = None, sync: 
     contiguous shard of the rows (``batches`` says which rows each round takes). See the
     module's docstring for ``sync``, ``staleness`` and ``compression``; ``algorithm`` is the
     all-reduce's ("ring" or "tree"). The synchronous modes equal ``sequential_sgd`` to
-    rounding. The actors are made for this run and stay, idle, until the cluster stops."""
+    rounding. The actors are made for this run and removed at its end."""
     import pandas as pd
 
     X, y, workers = _check(cluster, X, y, workers, sync, staleness, compression, loss, lr, epochs, batch_size,
@@ -249,34 +250,45 @@ def data_parallel_sgd(cluster: Cluster, X, y, workers: int | None = None, sync: 
     shards = [(X[bounds[k]:bounds[k + 1]], y[bounds[k]:bounds[k + 1]]) for k in range(workers)]
     local_rounds = [[rows[k] - bounds[k] for rows in rounds] for k in range(workers)]  # shard-relative rows
     run = f"dpsgd{next(_runs)}"
-    place = cluster.workers
-    start = time.perf_counter()
-    if sync == "allreduce":
-        ranks = [cluster.spawn(_SGDRank, k, workers, local_rounds[k], loss, lr, algorithm,
-                               name=f"{run}-rank{k}", worker=place[k % len(place)]) for k in range(workers)]
-        cluster.gather([r.connect.remote(ranks, []) for r in ranks]
-                       + [r.hold.remote(*shard) for r, shard in zip(ranks, shards)], timeout=timeout)
-        rows, sent = [], []
-        for t in range(len(rounds)):
-            answers = cluster.gather([r.step.remote(t) for r in ranks], timeout=timeout)
-            w = np.array(answers[0][0])
-            sent.append(sum(stats["sent_bytes"] for _, stats in answers))
-            rows.append((t + 1, training_loss(w, X, y, loss), time.perf_counter() - start, sent[-1]))
-        violations, pulls = 0, None
-    else:
-        server = cluster.spawn(_ParameterServer, X.shape[1], workers, lr, sync == "ps", staleness,
-                               name=f"{run}-server", worker=place[workers % len(place)])
-        actors = [cluster.spawn(_PSWorker, k, local_rounds[k], loss, compression, topk,
-                                name=f"{run}-worker{k}", worker=place[k % len(place)]) for k in range(workers)]
-        cluster.gather([a.hold.remote(*shard) for a, shard in zip(actors, shards)], timeout=timeout)
-        cluster.gather([a.train.remote(server, timeout) for a in actors], timeout=timeout * len(rounds))
-        report = server.report.remote().result(timeout)
-        w = np.array(report["snapshots"][-1][2])
-        per_round = (report["pushed_bytes"] + report["pulled_bytes"]) / len(rounds)
-        rows = [(i + 1, training_loss(np.asarray(weights), X, y, loss), seconds, per_round)
-                for i, (seconds, _, weights) in enumerate(report["snapshots"])]
-        pulls = pd.DataFrame(report["pulls"], columns=["worker", "round", "slowest"])
-        violations = int((pulls["round"] - pulls.slowest > (0 if sync == "ps" else staleness)).sum())
+    made = []  # this run's actors, removed at its end
+
+    def spawn(cls, *args, name: str, worker: str):
+        made.append(cluster.spawn(cls, *args, name=name, worker=worker))
+        return made[-1]
+
+    try:
+        place = cluster.workers
+        start = time.perf_counter()
+        if sync == "allreduce":
+            ranks = [spawn(_SGDRank, k, workers, local_rounds[k], loss, lr, algorithm,
+                           name=f"{run}-rank{k}", worker=place[k % len(place)]) for k in range(workers)]
+            cluster.gather([r.connect.remote(ranks, []) for r in ranks]
+                           + [r.hold.remote(*shard) for r, shard in zip(ranks, shards)], timeout=timeout)
+            rows, sent = [], []
+            for t in range(len(rounds)):
+                answers = cluster.gather([r.step.remote(t) for r in ranks], timeout=timeout)
+                w = np.array(answers[0][0])
+                sent.append(sum(stats["sent_bytes"] for _, stats in answers))
+                rows.append((t + 1, training_loss(w, X, y, loss), time.perf_counter() - start, sent[-1]))
+            violations, pulls = 0, None
+        else:
+            server = spawn(_ParameterServer, X.shape[1], workers, lr, sync == "ps", staleness,
+                           name=f"{run}-server", worker=place[workers % len(place)])
+            actors = [spawn(_PSWorker, k, local_rounds[k], loss, compression, topk,
+                            name=f"{run}-worker{k}", worker=place[k % len(place)]) for k in range(workers)]
+            cluster.gather([a.hold.remote(*shard) for a, shard in zip(actors, shards)], timeout=timeout)
+            cluster.gather([a.train.remote(server, timeout) for a in actors], timeout=timeout * len(rounds))
+            report = server.report.remote().result(timeout)
+            w = np.array(report["snapshots"][-1][2])
+            per_round = (report["pushed_bytes"] + report["pulled_bytes"]) / len(rounds)
+            rows = [(i + 1, training_loss(np.asarray(weights), X, y, loss), seconds, per_round)
+                    for i, (seconds, _, weights) in enumerate(report["snapshots"])]
+            pulls = pd.DataFrame(report["pulls"], columns=["worker", "round", "slowest"])
+            violations = int((pulls["round"] - pulls.slowest > (0 if sync == "ps" else staleness)).sum())
+    finally:
+        for actor in made:
+            with contextlib.suppress(ClusterError):  # a stopped cluster removed them already
+                cluster.remove(actor.name)
     history = pd.DataFrame(rows, columns=["round", "loss", "seconds", "bytes"])
     return DataParallelResult(w, history, float(history.bytes.mean()),
                               formula_bytes(sync, workers, X.shape[1], compression, topk), violations, pulls,

@@ -112,6 +112,7 @@ def hogwild_processes(cluster: Cluster, X, y, workers: int | None = None, loss: 
         for a in actors:
             with contextlib.suppress(ClusterError):  # a dead worker's mapping went with it
                 a.detach.send()
+                cluster.remove(a.name)
     history = pd.DataFrame(rows, columns=["epoch", "loss", "accuracy", "seconds"])
     return SGDResult(weights, history, compile_seconds, classes, loss, "hogwild", workers, epochs, float(lr), seed,
                      f"processes ({cluster.backend})")

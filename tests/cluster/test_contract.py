@@ -280,6 +280,34 @@ def test_restart_of_a_live_actor_replaces_its_process(cluster, path):
     assert c.pid.remote().result() != pid
 
 
+def test_remove_ends_an_actor_for_good_and_frees_its_name(cluster, path):
+    c = cluster.spawn(Counter, name="c0", worker="w0")
+    neighbour = cluster.spawn(Counter, name="n", worker="w0")
+    pid = neighbour.pid.remote().result()
+    assert path.call("c0", "incr").result() == 1
+    path.call("c0", "sleep", 0.3)  # running while it is removed
+    queued = path.call("c0", "incr")
+    cluster.remove("c0")
+    with pytest.raises(ActorDiedError):
+        queued.result(timeout=5)
+    assert "c0" not in cluster.actors and "c0" not in set(cluster.status()["name"])
+    with pytest.raises(ClusterError):  # from the driver: no such actor; from a peer: it does not exist
+        path.call("c0", "incr").result(timeout=5)
+    with pytest.raises(ClusterError, match="no actor named 'c0'"):
+        c.incr.remote()
+    assert neighbour.incr.remote().result() == 1 and neighbour.pid.remote().result() == pid
+    assert cluster.spawn(Counter, 5, name="c0", worker="w0").incr.remote().result() == 6  # the name is free
+    assert path.call("c0", "incr").result() == 7
+    with pytest.raises(ClusterError, match="no actor named 'ghost'"):
+        cluster.remove("ghost")
+
+
+def test_default_names_stay_unique_after_a_remove(cluster):
+    first, second = cluster.spawn(Counter), cluster.spawn(Counter)
+    cluster.remove(first.name)
+    assert cluster.spawn(Counter).name not in (second.name,)
+
+
 def test_pause_freezes_and_resume_delivers(cluster, path):
     c = cluster.spawn(Counter, name="c0", worker="w0")
     pid = c.pid.remote().result()

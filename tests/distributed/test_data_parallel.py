@@ -48,6 +48,14 @@ def test_synchronous_modes_equal_the_sequential_run(cluster, sync, loss, workers
     assert res.staleness_violations == 0
 
 
+@pytest.mark.parametrize("sync", ["allreduce", "ps"])
+def test_a_run_removes_its_actors_at_its_end(cluster, sync):
+    before = set(cluster.actors)
+    X, y = problem()
+    data_parallel_sgd(cluster, X, y, 2, sync=sync, batch_size=20)
+    assert set(cluster.actors) == before
+
+
 def test_the_tree_all_reduce_trains_alike(cluster):
     X, y = problem()
     ring = data_parallel_sgd(cluster, X, y, 3, algorithm="ring", batch_size=20)

@@ -57,8 +57,10 @@ def test_lock_free_workers_reach_the_serial_accuracy(cluster, data, loss):
 def test_the_weights_leave_nothing_behind_even_when_a_worker_dies(cluster, data):
     X, y = data
     shm = set(os.listdir("/dev/shm"))
+    before = set(cluster.actors)
     hogwild_processes(cluster, X, y, workers=2, epochs=1, seed=0)
     assert weight_fds() == [] and set(os.listdir("/dev/shm")) == shm
+    assert set(cluster.actors) == before  # the run's actors are removed at its end
 
     big = sparse_classification(200_000, 2**12, 12, seed=2)
     timer = threading.Timer(1.0, cluster.kill, args=("w1",))  # mid-run: epochs of ~20 ms for several seconds
