@@ -17,12 +17,13 @@ SETUP = ["%load_ext mlsys_ext", "cluster = %cluster start 2"]
 # the slider each panel's drag and key press move: one whose middle measures in a second or two
 DRAGGED = {"%cluster": "drop", "%bloom": "capacity n", "%cms": "eps", "%lsh": "num_perm", "%lsh --simhash": "bits",
            "%kmeans": "dims", "%hogwild": "lr", "%attention": "heads", "%raft": "batch", "%batching": "max batch",
-           "%sharding": "vnodes", "%mapreduce": "reduce tasks", "%allreduce": "floats log2"}
+           "%sharding": "vnodes", "%mapreduce": "reduce tasks", "%allreduce": "floats log2",
+           "%allreduce --sgd": "async staleness s"}
 # paused at t = 0, a restarted Raft simulation draws the same picture whatever its knobs: play it, so frames change
 PLAYED = {"%raft"}
 # the cluster panel's drag leaves the network dropping half the messages: MapReduce, which
-# then takes its task timeouts many times over, and all-reduce, whose calls time out, are opened before it
-ORDER = sorted(PANELS, key=lambda panel: panel["magic"] not in ("%mapreduce", "%allreduce"))
+# then takes its task timeouts many times over, and all-reduce and SGD, whose calls time out, are opened before it
+ORDER = sorted(PANELS, key=lambda panel: panel["magic"] not in ("%mapreduce", "%allreduce", "%allreduce --sgd"))
 pytestmark = needs_chromium
 
 

@@ -13,6 +13,11 @@ an asynchronous one that bounds staleness (stale-synchronous parallel).
   al., 2013): a fast worker waits, a pull never sees weights staler than the bound. Each
   answered pull is logged with the clocks, so violations are counted, not assumed.
 
+``jitter`` (seconds): before each round's gradient, every worker waits a random time
+(exponential, this mean, seeded per worker): machines of uneven speed. The synchronous
+modes then wait for the slowest worker every round; the asynchronous one lets the others
+run up to ``staleness`` rounds ahead.
+
 ``compression`` (parameter-server modes): ``"fp16"`` sends gradients as float16;
 ``"topk"`` sends the ``topk`` share of coordinates with the largest magnitude (indices and
 values) and keeps what it left out as error feedback, added to the next gradient.
@@ -83,7 +88,7 @@ def sequential_sgd(X, y, workers: int, loss: str = "log", lr: float = 0.5, epoch
 @dataclass
 class DataParallelResult:
     weights: np.ndarray
-    history: object  # DataFrame: round, loss, seconds (since the start), bytes (payload moved that round)
+    history: object  # DataFrame: round, loss, seconds (since training started, the actors built), bytes (payload moved that round)
     bytes_per_round: float  # measured: the mean payload bytes of a round, every worker's together
     formula_bytes_per_round: float  # the same, by the formula for this sync and compression
     staleness_violations: int  # answered pulls staler than the bound, counted from ``pulls``
@@ -98,9 +103,9 @@ class _SGDRank(_Rank):
     """A rank that holds a shard of the rows: each round it all-reduces its batch's gradient
     with the other ranks and applies the mean."""
 
-    def __init__(self, rank: int, ranks: int, rounds, loss: str, lr: float, algorithm: str):
+    def __init__(self, rank: int, ranks: int, rounds, loss: str, lr: float, algorithm: str, waits):
         super().__init__(rank, ranks)
-        self.rounds, self.loss, self.lr, self.algorithm = rounds, loss, lr, algorithm
+        self.rounds, self.loss, self.lr, self.algorithm, self.waits = rounds, loss, lr, algorithm, waits
 
     def hold(self, X, y) -> None:
         """This rank's shard (large arrays arrive as read-only shared-memory views)."""
@@ -110,6 +115,8 @@ class _SGDRank(_Rank):
     def step(self, t: int):
         """Round ``t``: the batch's gradient, all-reduced; answered once the mean is applied."""
         rows = self.rounds[t]
+        if self.waits is not None:
+            time.sleep(self.waits[t])
         self.load(t, self.algorithm, gradient(self.w, self.X[rows], self.y[rows], self.loss))
         return self.run(t)
 
@@ -133,6 +140,10 @@ class _ParameterServer:
         self.snapshots: list = []  # (time, pushes applied, weights) after each round's worth of pushes
         self.pushed_bytes = self.pulled_bytes = 0
         self.applied = 0
+        self.start = time.monotonic()
+
+    def begin(self) -> None:
+        """Training starts now: snapshot times count from here, as the all-reduce mode's do."""
         self.start = time.monotonic()
 
     def pull(self, worker: int, t: int):
@@ -181,9 +192,9 @@ class _ParameterServer:
 class _PSWorker:
     """A worker of the parameter-server modes: pull, gradient, push, for every round."""
 
-    def __init__(self, rank: int, rounds, loss: str, compression: str | None, topk: float):
+    def __init__(self, rank: int, rounds, loss: str, compression: str | None, topk: float, waits):
         self.rank = rank
-        self.rounds, self.loss, self.compression, self.topk = rounds, loss, compression, topk
+        self.rounds, self.loss, self.compression, self.topk, self.waits = rounds, loss, compression, topk, waits
 
     def hold(self, X, y) -> None:
         """This worker's shard (large arrays arrive as read-only shared-memory views)."""
@@ -193,6 +204,8 @@ class _PSWorker:
     def train(self, server, timeout: float) -> None:
         for t, rows in enumerate(self.rounds):
             w = server.pull.remote(self.rank, t).result(timeout)  # this actor waits; the server answers
+            if self.waits is not None:
+                time.sleep(self.waits[t])
             g = gradient(w, self.X[rows], self.y[rows], self.loss)
             server.push.send(self.rank, t, self._compress(g))
 
@@ -233,22 +246,25 @@ _runs = itertools.count()
 def data_parallel_sgd(cluster: Cluster, X, y, workers: int | None = None, sync: str = "allreduce",
                       staleness: int = 0, compression: str | None = None, loss: str = "log", lr: float = 0.5,
                       epochs: int = 1, batch_size: int = 32, topk: float = 0.01, algorithm: str = "ring",
-                      seed: int = 0, timeout: float | None = None) -> DataParallelResult:
+                      jitter: float = 0.0, seed: int = 0, timeout: float | None = None) -> DataParallelResult:
     """Train a linear model (``loss`` "log": logistic regression on labels 0/1, "squared":
     least squares) by mini-batch SGD on ``workers`` actors of ``cluster``, each holding a
     contiguous shard of the rows (``batches`` says which rows each round takes). See the
     module's docstring for ``sync``, ``staleness`` and ``compression``; ``algorithm`` is the
-    all-reduce's ("ring" or "tree"). The synchronous modes equal ``sequential_sgd`` to
+    all-reduce's ("ring" or "tree"); ``jitter``, the mean seconds each worker waits before a
+    round's gradient (a machine of uneven speed; 0: none). The synchronous modes equal ``sequential_sgd`` to
     rounding. The actors are made for this run and removed at its end."""
     import pandas as pd
 
     X, y, workers = _check(cluster, X, y, workers, sync, staleness, compression, loss, lr, epochs, batch_size,
-                           topk, algorithm, timeout)
+                           topk, algorithm, jitter, timeout)
     timeout = cluster.timeout if timeout is None else float(timeout)
     rounds = batches(len(X), workers, batch_size, epochs, seed)
     bounds = np.linspace(0, len(X), workers + 1).astype(np.int64)
     shards = [(X[bounds[k]:bounds[k + 1]], y[bounds[k]:bounds[k + 1]]) for k in range(workers)]
     local_rounds = [[rows[k] - bounds[k] for rows in rounds] for k in range(workers)]  # shard-relative rows
+    waits = [np.random.default_rng([seed, 1, k]).exponential(jitter, len(rounds)).tolist() if jitter else None
+             for k in range(workers)]
     run = f"dpsgd{next(_runs)}"
     made = []  # this run's actors, removed at its end
 
@@ -258,13 +274,13 @@ def data_parallel_sgd(cluster: Cluster, X, y, workers: int | None = None, sync: 
 
     try:
         place = cluster.workers
-        start = time.perf_counter()
         if sync == "allreduce":
-            ranks = [spawn(_SGDRank, k, workers, local_rounds[k], loss, lr, algorithm,
+            ranks = [spawn(_SGDRank, k, workers, local_rounds[k], loss, lr, algorithm, waits[k],
                            name=f"{run}-rank{k}", worker=place[k % len(place)]) for k in range(workers)]
             cluster.gather([r.connect.remote(ranks, []) for r in ranks]
                            + [r.hold.remote(*shard) for r, shard in zip(ranks, shards)], timeout=timeout)
             rows, sent = [], []
+            start = time.perf_counter()  # the actors are built and hold their rows: training starts
             for t in range(len(rounds)):
                 answers = cluster.gather([r.step.remote(t) for r in ranks], timeout=timeout)
                 w = np.array(answers[0][0])
@@ -274,9 +290,10 @@ def data_parallel_sgd(cluster: Cluster, X, y, workers: int | None = None, sync: 
         else:
             server = spawn(_ParameterServer, X.shape[1], workers, lr, sync == "ps", staleness,
                            name=f"{run}-server", worker=place[workers % len(place)])
-            actors = [spawn(_PSWorker, k, local_rounds[k], loss, compression, topk,
+            actors = [spawn(_PSWorker, k, local_rounds[k], loss, compression, topk, waits[k],
                             name=f"{run}-worker{k}", worker=place[k % len(place)]) for k in range(workers)]
-            cluster.gather([a.hold.remote(*shard) for a, shard in zip(actors, shards)], timeout=timeout)
+            cluster.gather([a.hold.remote(*shard) for a, shard in zip(actors, shards)]
+                           + [server.begin.remote()], timeout=timeout)
             cluster.gather([a.train.remote(server, timeout) for a in actors], timeout=timeout * len(rounds))
             report = server.report.remote().result(timeout)
             w = np.array(report["snapshots"][-1][2])
@@ -297,7 +314,7 @@ def data_parallel_sgd(cluster: Cluster, X, y, workers: int | None = None, sync: 
 
 
 def _check(cluster, X, y, workers, sync, staleness, compression, loss, lr, epochs, batch_size, topk, algorithm,
-           timeout):
+           jitter, timeout):
     """Every argument checked before any actor is made; X and y as float64 arrays."""
     if not isinstance(cluster, Cluster):
         raise TypeError(f"cluster must be a mlsys_ext.cluster.Cluster, got {type(cluster).__name__}")
@@ -327,6 +344,8 @@ def _check(cluster, X, y, workers, sync, staleness, compression, loss, lr, epoch
     for name, value in (("lr", lr), ("topk", topk)):
         if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (math.isfinite(value) and value > 0):
             raise ValueError(f"{name} must be a positive number, got {value!r}")
+    if isinstance(jitter, bool) or not isinstance(jitter, numbers.Real) or not (0 <= jitter <= 1):
+        raise ValueError(f"jitter must be from 0 to 1 second, got {jitter!r}")
     if topk > 1:
         raise ValueError(f"topk is a share of the coordinates, in (0, 1], got {topk!r}")
     if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, numbers.Real)

@@ -17,7 +17,7 @@ from ..cluster import BACKENDS, ActorTimeoutError, Cluster, ClusterError, check_
 from ..kernels import BackendUnavailable
 from .._environment import environment, format_environment
 from . import (allreduce_panel, attention_panel, batching_panel, bloom_panel, cluster_panel, cms_panel, hogwild_panel,
-               kmeans_panel, lsh_panel, mapreduce_panel, raft_panel, sharding_panel)
+               kmeans_panel, lsh_panel, mapreduce_panel, raft_panel, sgd_panel, sharding_panel)
 from ._lab_panel import span
 
 WORKER_LIMIT = "1 to 4 per CPU, or $MLSYS_MAX_WORKERS"  # what check_workers allows
@@ -80,6 +80,7 @@ PANELS = (
     {"label": "Sharding", "magic": "%sharding"},
     {"label": "MapReduce", "magic": "%mapreduce"},
     {"label": "All-reduce", "magic": "%allreduce"},
+    {"label": "Data-parallel SGD", "magic": "%allreduce --sgd"},
 )
 _DELAY = re.compile(r"^\s*([0-9.]+)\s*(?:-\s*([0-9.]+))?\s*(ms|s)?\s*$")
 
@@ -274,12 +275,25 @@ class MlsysMagics(Magics):
               help=f"log2 of the float32 vector's length ({span(*allreduce_panel.RANGES['size_log2'])})")
     @argument("--servers", type=int, default=default_of(allreduce_panel.AllReducePanel, "servers"),
               help=f"parameter-server shards ({span(*allreduce_panel.RANGES['servers'])})")
+    @argument("--sgd", action="store_true",
+              help="the data-parallel SGD panel instead: convergence by sync mode, staleness and compression")
+    @argument("--workers", type=int, default=None,
+              help=f"--sgd: workers ({span(*sgd_panel.RANGES['workers'])}; default: the cluster's workers)")
+    @argument("--staleness", type=int, default=default_of(sgd_panel.SGDPanel, "staleness"),
+              help=f"--sgd: the asynchronous server's bound, in rounds ({span(*sgd_panel.RANGES['staleness'])})")
+    @argument("--compression", default=default_of(sgd_panel.SGDPanel, "compression"),
+              help=f"--sgd: of the gradients pushed to the server: {', '.join(sgd_panel.COMPRESSIONS)}")
+    @argument("--jitter-ms", type=float, default=default_of(sgd_panel.SGDPanel, "jitter_ms"),
+              help=f"--sgd: each worker's mean wait before a round, in ms ({span(*sgd_panel.RANGES['jitter_ms'])})")
     @line_magic
     def allreduce(self, line: str = ""):
         """Open the all-reduce panel on the running cluster: ring, binomial tree and parameter
-        server, time and busbw against size, payload bytes per rank beside the formulas."""
+        server, time and busbw against size, payload bytes per rank beside the formulas.
+        With --sgd, the data-parallel SGD panel: training loss by round and wall time for
+        all-reduce, a synchronous and an asynchronous parameter server."""
         cluster = self._current()
-        self._open_panel(MlsysMagics.allreduce, line, lambda a: allreduce_panel.AllReducePanel(
+        self._open_panel(MlsysMagics.allreduce, line, lambda a: sgd_panel.SGDPanel(
+            cluster, a.workers, a.staleness, a.compression, a.jitter_ms) if a.sgd else allreduce_panel.AllReducePanel(
             cluster, a.ranks, a.size_log2, a.servers))
 
     @magic_arguments()

@@ -77,6 +77,17 @@ def test_async_never_exceeds_its_staleness_bound_even_with_a_slow_worker(cluster
     assert res.history.loss.iloc[-1] < 0.9 * res.history.loss.iloc[0]
 
 
+def test_jitter_lets_async_workers_run_ahead_within_the_bound_and_leaves_sync_exact(cluster):
+    X, y = problem()
+    want_w, _ = sequential_sgd(X, y, 4, batch_size=20, seed=5)
+    for sync in ("allreduce", "ps"):
+        res = data_parallel_sgd(cluster, X, y, 4, sync=sync, batch_size=20, jitter=0.004, seed=5)
+        np.testing.assert_allclose(res.weights, want_w, rtol=1e-10, atol=1e-12)
+    res = data_parallel_sgd(cluster, X, y, 4, sync="async", staleness=2, batch_size=20, jitter=0.004, seed=5)
+    ahead = res.pulls["round"] - res.pulls.slowest
+    assert res.staleness_violations == 0 and ahead.max() == 2  # uneven workers use all the slack they have
+
+
 @pytest.mark.parametrize("sync, compression", [("allreduce", None), ("ps", None), ("ps", "fp16"),
                                                ("async", "topk"), ("async", "fp16")])
 def test_bytes_per_round_equal_the_formula(cluster, sync, compression):
@@ -107,6 +118,7 @@ def test_compression_still_converges_near_the_uncompressed_run(cluster):
     (dict(lr=-1.0), "lr must be a positive number"),
     (dict(sync="async", topk=2.0, compression="topk"), "topk is a share of the coordinates"),
     (dict(loss="hinge"), "loss must be one of log, squared"),
+    (dict(jitter=-0.1), "jitter must be from 0 to 1 second"),
 ])
 def test_bad_arguments_are_refused_before_any_actor(cluster, kwargs, message):
     X, y = problem(n=1_000)

@@ -86,6 +86,9 @@ def test_the_magic_opens_the_panel_on_the_running_cluster_and_refuses_bad_values
         magic(ip, "allreduce --ranks 2 --size-log2 9 --servers 2")
         with pytest.raises(UsageError, match="(?s)ranks must be an integer from 1 to 8.*usage: %allreduce"):
             magic(ip, "allreduce --ranks 9")
+        magic(ip, "allreduce --sgd --workers 2 --staleness 1 --compression fp16 --jitter-ms 0")  # the SGD panel
+        with pytest.raises(UsageError, match="(?s)staleness must be an integer from 0 to 8.*usage: %allreduce"):
+            magic(ip, "allreduce --sgd --staleness 9")
     finally:
         magics.current = None
         teardown_test_comm()
