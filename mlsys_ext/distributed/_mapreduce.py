@@ -15,7 +15,6 @@ they are read back only by this job.
 """
 from __future__ import annotations
 
-import itertools
 import os
 import pickle
 import shutil
@@ -34,6 +33,7 @@ from ..cluster import ActorDiedError, ActorTimeoutError, Cluster
 from ..sketches import hash64
 
 POLL_SECONDS = 0.002  # the master's look at its futures: tasks take milliseconds
+TASKS_PER_WORKER = 2  # a worker's next task waits in its mailbox: it never idles waiting for the master
 STRAGGLER_FACTOR = 2.0  # near a phase's end, an attempt this many times the median task is a straggler
 MIN_STRAGGLER_SECONDS = 0.5  # and at least this long: a busy machine's hiccups are not stragglers
 OUTCOMES = ("done", "failed", "lost", "backup", "superseded")
@@ -78,8 +78,9 @@ class _MapReduceWorker:
         return self.incarnation
 
     def map(self, job: str, task: int, attempt: int, source, map_fn, combine_fn, n_reduce: int):
-        """Run ``map_fn`` over one input and write one file per reduce task; returns
-        (incarnation, the files)."""
+        """Run ``map_fn`` over one input and write its output to one file in R regions, one per
+        reduce task (as the paper's map workers do), each a list of (key, [values]); returns
+        (incarnation, (path, offset, length) of each region)."""
         name, text = source
         if text is None:
             text = Path(name).read_text()
@@ -89,36 +90,36 @@ class _MapReduceWorker:
         buckets = [[] for _ in range(n_reduce)]
         if groups:
             for (key, values), r in zip(groups.items(), partitions(list(groups), n_reduce)):
-                if combine_fn is None:
-                    buckets[r].extend(zip(itertools.repeat(key), values))
-                else:
-                    buckets[r].append((key, combine_fn(key, values)))
+                buckets[r].append((key, values if combine_fn is None else [combine_fn(key, values)]))
         directory = self.scratch / job
         directory.mkdir(mode=0o700, exist_ok=True)
-        files = []
-        for r, bucket in enumerate(buckets):
-            path = directory / f"map-{task}-{attempt}-{r}.pkl"
-            _write_new(path, bucket)
-            files.append(str(path))
-        return self.incarnation, files
+        path = directory / f"map-{task}-{attempt}.pkl"
+        regions = [pickle.dumps(bucket, protocol=5) for bucket in buckets]
+        offsets = np.cumsum([0] + [len(region) for region in regions]).tolist()
+        _write_new(path, b"".join(regions))  # one file, not R: opening a file costs more than writing a region
+        return self.incarnation, [(str(path), offsets[r], len(regions[r])) for r in range(n_reduce)]
 
     def reduce(self, task: int, inputs: dict, reduce_fn, out_dir: str):
-        """Reduce partition ``task`` from ``inputs`` (map task -> its file for this
-        partition). Returns (incarnation, "done", final path), or (incarnation, "missing",
-        the map tasks whose files died with their worker)."""
-        pairs, missing = [], []
-        for map_task, path in inputs.items():
+        """Reduce partition ``task`` from ``inputs`` (map task -> (path, offset, length) of its
+        region for this partition). Returns (incarnation, "done", final path), or
+        (incarnation, "missing", the map tasks whose files died with their worker)."""
+        groups, missing = defaultdict(list), []
+        for map_task, (path, offset, length) in inputs.items():
             try:
                 with open(path, "rb") as f:
-                    pairs.extend(pickle.load(f))
+                    f.seek(offset)
+                    region = pickle.loads(f.read(length))
             except FileNotFoundError:
                 missing.append(map_task)
+                continue
+            for key, values in region:
+                groups[key].extend(values)
         if missing:
             return self.incarnation, "missing", missing
-        output = {key: reduce_fn(key, values) for key, values in _grouped(pairs)}
+        output = {key: reduce_fn(key, groups[key]) for key in _ordered(groups)}
         final = Path(out_dir) / f"mr-out-{task}.pkl"
         temporary = Path(out_dir) / f".mr-out-{task}-{uuid.uuid4().hex}.tmp"
-        _write_new(temporary, output)
+        _write_new(temporary, pickle.dumps(output, protocol=5))
         try:
             os.link(temporary, final)  # never replaces: the first attempt's file is the one
         except FileExistsError:
@@ -128,24 +129,19 @@ class _MapReduceWorker:
         return self.incarnation, "done", str(final)
 
 
-def _grouped(pairs):
-    """(key, [values]) for each key of ``pairs``, keys sorted when they can be (as the paper's
-    reducers see them), else in first-seen order."""
-    groups = defaultdict(list)
-    for key, value in pairs:
-        groups[key].append(value)
+def _ordered(groups: dict) -> list:
+    """The keys sorted when they can be (as the paper's reducers see them), else in first-seen order."""
     try:
-        keys = sorted(groups)
+        return sorted(groups)
     except TypeError:
-        keys = list(groups)
-    return [(key, groups[key]) for key in keys]
+        return list(groups)
 
 
-def _write_new(path: Path, obj) -> None:
-    """Write a pickle to ``path`` through a temporary name, so no reader sees half of it."""
+def _write_new(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary name, so no reader sees half of it."""
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
     with open(temporary, "wb") as f:
-        pickle.dump(obj, f, protocol=5)
+        f.write(data)
     os.replace(temporary, path)
 
 
@@ -217,8 +213,9 @@ class _Attempt:
     number: int
     worker: str
     future: object
-    start: float
+    start: float  # when it was sent; for one queued behind another on its worker, when that one ended
     backup: bool
+    queued: bool = False  # sent while its worker still ran another: it starts when that one ends
     end: float = float("nan")
     outcome: str = ""
     files: list | None = None  # a finished map attempt's intermediate files
@@ -347,16 +344,21 @@ class _Master:
         else:
             inputs = {map_task: self.done[("map", map_task)].files[index] for map_task in range(len(self.sources))}
             future = actor.reduce.remote(index, inputs, self.reduce_fn, str(self.out_dir))
-        attempt = _Attempt(task, number, worker, future, time.monotonic(), backup)
+        queued = any(a.worker == worker for a in self.running)
+        attempt = _Attempt(task, number, worker, future, time.monotonic(), backup, queued)
         self.attempts.append(attempt)
         self.running.append(attempt)
 
     def _free_workers(self) -> list[str]:
-        """Workers with no attempt younger than task_timeout and not restarting: one whose call
-        was lost (dropped, or its worker paused) gets new work once that call has timed out."""
+        """Each worker not restarting, once for each of its TASKS_PER_WORKER slots that no
+        attempt younger than task_timeout holds: a call that was lost (dropped, or its worker
+        paused) frees its slot once it has timed out."""
         now = time.monotonic()
-        busy = {a.worker for a in self.running if now - a.start <= self.task_timeout}
-        return [worker for worker in self.actors if worker not in busy and worker not in self.waking]
+        held = defaultdict(int)
+        for a in self.running:
+            held[a.worker] += now - a.start <= self.task_timeout
+        return [worker for worker in self.actors if worker not in self.waking
+                for _ in range(TASKS_PER_WORKER - held[worker])]
 
     def _collect(self) -> None:
         now = time.monotonic()
@@ -371,6 +373,10 @@ class _Master:
             self.running.remove(attempt)
             worker = attempt.worker
             attempt.end = time.monotonic()
+            for waiting in self.running:  # the task queued behind it starts now (a lost one never ends)
+                if waiting.worker == worker and waiting.queued:
+                    waiting.start, waiting.queued = attempt.end, False
+                    break
             try:
                 result = attempt.future.result(0)
             except ActorDiedError:

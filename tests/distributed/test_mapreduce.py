@@ -87,6 +87,9 @@ def test_map_and_reduce_tasks_run_in_parallel_and_each_exactly_once_without_faul
     assert overlapping(res.tasks, "map") and overlapping(res.tasks, "reduce")
     assert len(res.tasks) == 6 + 4 and set(res.tasks.outcome) == {"done"} and not res.tasks.backup.any()
     assert set(res.tasks[res.tasks.kind == "map"].task) == set(range(6))
+    for _, attempts in res.tasks.groupby("worker"):  # two in flight a worker, but run one after another:
+        attempts = attempts.sort_values("start")  # a queued task's start is when the one before it ended
+        assert (attempts.start.to_numpy()[1:] >= attempts.end.to_numpy()[:-1]).all()
 
 
 def test_outputs_are_final_when_it_returns_and_never_half_written(cluster, tmp_path):
