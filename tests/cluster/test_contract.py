@@ -302,6 +302,16 @@ def test_remove_ends_an_actor_for_good_and_frees_its_name(cluster, path):
         cluster.remove("ghost")
 
 
+def test_remove_of_an_actor_being_restarted_is_refused_and_costs_nothing(cluster):
+    cluster.spawn(SlowStart, 1.0, name="slow", worker="w0", max_restarts=1)
+    cluster.kill("slow")  # its rebuild takes a second: it is restarting meanwhile
+    with pytest.raises(ClusterError, match="'slow' is being restarted: remove it once it is back"):
+        cluster.remove("slow")
+    wait_until(lambda: state(cluster, "slow") == "alive")
+    cluster.remove("slow")
+    assert "slow" not in cluster.actors
+
+
 def test_default_names_stay_unique_after_a_remove(cluster):
     first, second = cluster.spawn(Counter), cluster.spawn(Counter)
     cluster.remove(first.name)
