@@ -112,7 +112,8 @@ def hogwild_processes(cluster: Cluster, X, y, workers: int | None = None, loss: 
         for a in actors:
             with contextlib.suppress(ClusterError):  # a dead worker's mapping went with it
                 a.detach.send()
-                cluster.remove(a.name)
+            with contextlib.suppress(ClusterError):  # the cluster stopped meanwhile
+                cluster.remove(a.name)  # a dead actor's record goes too
     history = pd.DataFrame(rows, columns=["epoch", "loss", "accuracy", "seconds"])
     return SGDResult(weights, history, compile_seconds, classes, loss, "hogwild", workers, epochs, float(lr), seed,
                      f"processes ({cluster.backend})")

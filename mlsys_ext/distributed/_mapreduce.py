@@ -218,7 +218,7 @@ class _Attempt:
     queued: bool = False  # sent while its worker still ran another: it starts when that one ends
     end: float = float("nan")
     outcome: str = ""
-    files: list | None = None  # a finished map attempt's intermediate files
+    files: list | None = None  # a map attempt's regions (path, offset, length); a reduce attempt's output file
     incarnation: str = ""
 
 

@@ -292,9 +292,13 @@ class MlsysMagics(Magics):
         With --sgd, the data-parallel SGD panel: training loss by round and wall time for
         all-reduce, a synchronous and an asynchronous parameter server."""
         cluster = self._current()
-        self._open_panel(MlsysMagics.allreduce, line, lambda a: sgd_panel.SGDPanel(
-            cluster, a.workers, a.staleness, a.compression, a.jitter_ms) if a.sgd else allreduce_panel.AllReducePanel(
-            cluster, a.ranks, a.size_log2, a.servers))
+
+        def build(a):
+            if a.sgd:
+                return sgd_panel.SGDPanel(cluster, a.workers, a.staleness, a.compression, a.jitter_ms)
+            return allreduce_panel.AllReducePanel(cluster, a.ranks, a.size_log2, a.servers)
+
+        self._open_panel(MlsysMagics.allreduce, line, build)
 
     @magic_arguments()
     @argument("--scheme", default=default_of(sharding_panel.ShardingPanel, "scheme"),
