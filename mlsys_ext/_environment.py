@@ -1,6 +1,7 @@
 """What this machine offers the labs: threads, GPUs, Ray. Pure: no IPython imports."""
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import platform
@@ -60,8 +61,10 @@ def _ray() -> tuple[bool, str]:
 CPU_FEATURES = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile")
 
 
-def _cpuinfo() -> tuple[str, list[str]]:
-    """(model name, the CPU_FEATURES it has) from /proc/cpuinfo; platform facts elsewhere."""
+@functools.lru_cache(maxsize=1)
+def _cpuinfo() -> tuple[str, tuple[str, ...]]:
+    """(model name, the CPU_FEATURES it has) from /proc/cpuinfo, read once (batch kernels
+    ask at every call); platform facts elsewhere."""
     model, flags = platform.processor() or platform.machine(), set()
     try:
         with open("/proc/cpuinfo") as f:
@@ -74,12 +77,23 @@ def _cpuinfo() -> tuple[str, list[str]]:
                     break
     except OSError:
         pass
-    return model, [name for name in CPU_FEATURES if name in flags]
+    return model, tuple(name for name in CPU_FEATURES if name in flags)
 
 
 def cpu_model() -> str:
     """The CPU's model name, as /proc/cpuinfo gives it."""
     return _cpuinfo()[0]
+
+
+@functools.lru_cache(maxsize=1)
+def machine_key() -> str:
+    """What a choice measured on this machine is remembered under: the CPU's model name and
+    the CPU numba compiles for (a VM's model name, such as "AMD EPYC", is the same on three
+    generations of CPU with and without AVX-512; NUMBA_CPU_NAME, when set, names the second)."""
+    import llvmlite.binding as llvm
+    import numba
+
+    return f"{cpu_model()} ({numba.config.CPU_NAME or llvm.get_host_cpu_name()})"
 
 
 def _numba_cpu() -> str:

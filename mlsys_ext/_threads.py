@@ -1,8 +1,8 @@
 """Which form of a batch kernel runs: serial, or split over numba's threads.
 
 The batch size from which splitting pays is measured on first use on this machine, as
-FFTW's wisdom is, and remembered on disk beside numba's cache, keyed by CPU model and
-thread count: a threshold tuned on one CPU was 3x off on another. Kernels count their
+FFTW's wisdom is, and remembered on disk beside numba's cache, keyed by the CPU (its model
+and numba's target) and thread count: a threshold tuned on one CPU was 3x off on another. Kernels count their
 work in "keys" of a few ns (one hash64 each); the measurement times a kernel of that
 cost. ``MLSYS_PARALLEL_MIN_KEYS`` forces a threshold (0: always split; a huge number:
 never), for tests and for whoever knows better."""
@@ -20,7 +20,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from ._environment import cpu_model
+from ._environment import machine_key
 
 ENVIRONMENT = "MLSYS_PARALLEL_MIN_KEYS"
 FORMAT_VERSION = 1
@@ -28,7 +28,7 @@ SIZES = tuple(1 << p for p in range(10, 22))  # 1 Ki to 2 Mi keys: ~1 us to ~5 m
 MARGIN = 0.8  # splitting must take under 80% of the serial time to be worth the risk of a busy team
 BUSY = 0.5  # load average per CPU above which a measurement is used but not remembered: other work skews it
 
-_known: dict[tuple[str, int], float] = {}  # (CPU model, threads): keys from which to split
+_known: dict[tuple[str, int], float] = {}  # (machine_key(), threads): keys from which to split
 _lock = threading.Lock()
 
 
@@ -52,7 +52,7 @@ def parallel_min_keys(n_threads: int) -> float:
         if not forced.isdigit():
             raise ValueError(f"{ENVIRONMENT} must be a whole number of keys, got {forced!r}")
         return int(forced)
-    key = cpu_model(), n_threads
+    key = machine_key(), n_threads
     if key not in _known:
         with _lock:
             if key not in _known:

@@ -64,7 +64,7 @@ def test_the_threshold_is_measured_once_written_down_and_read_back(wisdom, monke
                                      "{KEY: {\"parallel_min_keys\": -5}}", "{KEY: {\"parallel_min_keys\": true}}",
                                      "{KEY: {\"parallel_min_keys\": \"4096\"}}", "{KEY: 7}"])
 def test_a_damaged_or_foreign_file_is_measured_again_and_rewritten(wisdom, monkeypatch, content):
-    key = json.dumps(f"{_threads.cpu_model()} / 2 threads")
+    key = json.dumps(f"{_threads.machine_key()} / 2 threads")
     if content.startswith("{KEY"):
         content = json.dumps({"version": _threads.FORMAT_VERSION, "entries": json.loads(content.replace("KEY", key))})
     wisdom.write_text(content)
