@@ -96,9 +96,11 @@ class HogwildPanel(LabPanel):
     epochs, learning rate, loss). Lock-free workers keep up with serial SGD's loss per epoch
     while dividing its time; one lock around each update costs more than the threads give."""
 
-    # The defaults: a problem too big to separate (accuracy ~0.93), with epochs long enough
-    # (~2 ms) for threads to show, measured within a slider move's budget (~100 ms).
-    def __init__(self, rows: int = 40_000, features_log2: int = 14, nnz_per_row: int = 16,
+    # The defaults: a problem too big to separate (accuracy ~0.95), with epochs long enough
+    # (~2 ms) for threads to show, measured within a slider move's budget (~50 ms). Its
+    # 256 KB of weights fit in a core's L2: at 2^14 features two threads write the same
+    # lines so often that hogwild ran at half serial's speed, and past L2 every update misses.
+    def __init__(self, rows: int = 20_000, features_log2: int = 15, nnz_per_row: int = 16,
                  threads: int | None = None, epochs: int = 4, lr: float = 0.1, loss: str = "log"):
         pool = numba.config.NUMBA_NUM_THREADS
         threads = pool if threads is None else threads
@@ -119,7 +121,7 @@ class HogwildPanel(LabPanel):
     def measure(self, rows, features_log2, nnz_per_row, threads, epochs, lr, loss):
         self.warm_up("sgd", lambda: measure_hogwild(*sparse_classification(64, 16, 4), threads, 1, lr, loss))
         shape = (rows, 2**features_log2, nnz_per_row)
-        if self._problem_shape != shape:  # a new problem only when its sliders move (~20 ms at the defaults)
+        if self._problem_shape != shape:  # a new problem only when its sliders move (~10 ms at the defaults)
             self._problem, self._problem_shape = sparse_classification(*shape, seed=SEED), shape
         return measure_hogwild(*self._problem, threads, epochs, lr, loss, self.checkpoint)
 

@@ -3,6 +3,7 @@ candidate probability per similarity bucket beside the S-curve 1 - (1 - s^r)^b."
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import ipywidgets as widgets
 import numpy as np
@@ -39,6 +40,12 @@ def near_duplicate_pairs(similarities, pairs: int, tokens: int, seed: int = 0):
     return left, right, np.array(truth)
 
 
+@lru_cache(maxsize=4)
+def _documents(seed: int):
+    """The panel's pairs, made once per seed (~10 ms a slider move otherwise); read-only."""
+    return near_duplicate_pairs(BUCKETS, PAIRS_PER_BUCKET, DOC_TOKENS, seed)
+
+
 @dataclass
 class LSHMeasurement:
     index: MinHashLSH
@@ -51,7 +58,7 @@ class LSHMeasurement:
 
 
 def measure_lsh(num_perm: int, threshold: float, fp_weight: float, seed: int = 0) -> LSHMeasurement:
-    left, right, truth = near_duplicate_pairs(BUCKETS, PAIRS_PER_BUCKET, DOC_TOKENS, seed)
+    left, right, truth = _documents(seed)
     minhash = MinHash(num_perm, seed=seed)
     built, answered = [], []  # every run's result; the runs agree
     build_seconds = best_seconds(lambda: built.append(minhash.signatures(left + right)), repeats=3, budget=0.02)
