@@ -1,32 +1,27 @@
 """Which form of a batch kernel runs: serial, or split over numba's threads.
 
-The batch size from which splitting pays is measured on first use on this machine, as
-FFTW's wisdom is, and remembered on disk beside numba's cache, keyed by the CPU (its model
-and numba's target) and thread count: a threshold tuned on one CPU was 3x off on another. Kernels count their
-work in "keys" of a few ns (one hash64 each); the measurement times a kernel of that
-cost. ``MLSYS_PARALLEL_MIN_KEYS`` forces a threshold (0: always split; a huge number:
+The batch size from which splitting pays is measured on first use on this machine and
+remembered (``_wisdom``), keyed by the CPU and thread count: a threshold tuned on one CPU
+was 3x off on another. Kernels count their work in "keys" of a few ns (one hash64 each);
+the measurement times a kernel of that cost. ``MLSYS_PARALLEL_MIN_KEYS`` forces a threshold (0: always split; a huge number:
 never), for tests and for whoever knows better."""
 from __future__ import annotations
 
-import json
 import math
 import os
-import tempfile
 import threading
 import time
-from pathlib import Path
 
 import numba
 import numpy as np
 from numba import njit, prange
 
 from ._environment import machine_key
+from ._wisdom import remembered
 
 ENVIRONMENT = "MLSYS_PARALLEL_MIN_KEYS"
-FORMAT_VERSION = 1
 SIZES = tuple(1 << p for p in range(10, 22))  # 1 Ki to 2 Mi keys: ~1 us to ~5 ms of work serially
 MARGIN = 0.8  # splitting must take under 80% of the serial time to be worth the risk of a busy team
-BUSY = 0.5  # load average per CPU above which a measurement is used but not remembered: other work skews it
 
 _known: dict[tuple[str, int], float] = {}  # (machine_key(), threads): keys from which to split
 _lock = threading.Lock()
@@ -56,62 +51,20 @@ def parallel_min_keys(n_threads: int) -> float:
     if key not in _known:
         with _lock:
             if key not in _known:
-                _known[key] = _remembered(key)
+                entry = remembered("threads", f"{key[0]} / {key[1]} threads", lambda: _entry(measure_threshold(n_threads)),
+                                   _valid)
+                value = entry["parallel_min_keys"]
+                _known[key] = math.inf if value is None else value
     return _known[key]
 
 
-def wisdom_path() -> Path:
-    """Where measured thresholds are kept: beside numba's cache (NUMBA_CACHE_DIR, or the
-    package's __pycache__, where numba puts its own)."""
-    return Path(os.environ.get("NUMBA_CACHE_DIR") or Path(__file__).parent / "__pycache__") / "threads-wisdom.json"
+def _entry(threshold: float) -> dict:
+    return {"parallel_min_keys": None if math.isinf(threshold) else int(threshold)}
 
 
-def _remembered(key: tuple[str, int]) -> float:
-    """The threshold for ``key`` from the wisdom file, or measured now and written there
-    (unless the machine is busy: then a later, quieter process measures again)."""
-    path, name = wisdom_path(), f"{key[0]} / {key[1]} threads"
-    entries = _read(path)
-    if name in entries:
-        return entries[name]
-    threshold = measure_threshold(key[1])
-    if os.getloadavg()[0] <= BUSY * (os.cpu_count() or 1):
-        entries[name] = threshold
-        _write(path, entries)
-    return threshold
-
-
-def _read(path: Path) -> dict[str, float]:
-    """The file's entries, each checked; a missing, foreign or damaged file reads as empty
-    (it is only a cache: the thresholds are measured again)."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(data, dict) or data.get("version") != FORMAT_VERSION or not isinstance(data.get("entries"), dict):
-        return {}
-    entries = {}
-    for name, entry in data["entries"].items():
-        value = entry.get("parallel_min_keys", False) if isinstance(entry, dict) else False
-        if value is None:
-            entries[name] = math.inf
-        elif isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-            entries[name] = value
-    return entries
-
-
-def _write(path: Path, entries: dict[str, float]) -> None:
-    """Replace the file at once (a reader never sees half of it); an unwritable place
-    leaves the thresholds in memory only."""
-    data = {"version": FORMAT_VERSION,
-            "entries": {name: {"parallel_min_keys": None if math.isinf(value) else int(value)}
-                        for name, value in entries.items()}}
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=".threads-wisdom-", delete=False) as out:
-            json.dump(data, out, indent=1)
-        os.replace(out.name, path)
-    except OSError:
-        pass
+def _valid(entry: dict) -> bool:
+    value = entry.get("parallel_min_keys", False)
+    return value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 0)
 
 
 def measure_threshold(n_threads: int, repeats: int = 3) -> float:

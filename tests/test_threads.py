@@ -6,7 +6,7 @@ import math
 import numba
 import pytest
 
-from mlsys_ext import _threads
+from mlsys_ext import _threads, _wisdom
 
 
 @pytest.fixture
@@ -51,7 +51,7 @@ def test_the_threshold_is_measured_once_written_down_and_read_back(wisdom, monke
     assert _threads.parallel_min_keys(2) == 8192 and _threads.parallel_min_keys(2) == 8192
     assert measured == [2]
     data = json.loads(wisdom.read_text())
-    assert data["version"] == _threads.FORMAT_VERSION
+    assert data["version"] == _wisdom.FORMAT_VERSION
     assert list(data["entries"].values()) == [{"parallel_min_keys": 8192}]
     monkeypatch.setattr(_threads, "_known", {})  # a new process on the same machine
     assert _threads.parallel_min_keys(2) == 8192 and measured == [2]
@@ -66,7 +66,7 @@ def test_the_threshold_is_measured_once_written_down_and_read_back(wisdom, monke
 def test_a_damaged_or_foreign_file_is_measured_again_and_rewritten(wisdom, monkeypatch, content):
     key = json.dumps(f"{_threads.machine_key()} / 2 threads")
     if content.startswith("{KEY"):
-        content = json.dumps({"version": _threads.FORMAT_VERSION, "entries": json.loads(content.replace("KEY", key))})
+        content = json.dumps({"version": _wisdom.FORMAT_VERSION, "entries": json.loads(content.replace("KEY", key))})
     wisdom.write_text(content)
     monkeypatch.setattr(_threads, "measure_threshold", lambda n_threads: 2048)
     assert _threads.parallel_min_keys(2) == 2048
