@@ -8,7 +8,7 @@ import ipywidgets as widgets
 import numba
 import numpy as np
 
-from ..kernels import attention, available_backends, matmul_peak_gflops, resolve_backend
+from ..kernels import attention, attention_tiles, available_backends, matmul_peak_gflops, resolve_backend
 from ._lab_panel import LabPanel, best_seconds, check_ranges, checkbox, dropdown, noise_note, slider
 from ._plots import panel_axes, plain_log_scale, png_of
 
@@ -20,7 +20,6 @@ REPEATS = 2  # best of, within BUDGET seconds per figure: a slider move must ans
 BUDGET = 0.03
 SWEEP_FRACTIONS = (0.25, 0.5, 1.0)  # the lengths of the timing sweep, as parts of L
 MEMORY_CURVE_TO = 4096  # the memory curves reach here, where the tiles' cap shows
-SCORE_TILE = 512  # the numba kernel's query and key tile: the scores one thread holds
 
 
 @dataclass
@@ -116,11 +115,12 @@ def contradictions(m: AttentionMeasurement) -> list[str]:
 
 def score_bytes(m: AttentionMeasurement, lengths: np.ndarray) -> dict[str, np.ndarray]:
     """Bytes of float32 scores held at once, computed from sizes: the naive form's H L x L
-    against the numba kernel's one tile (up to 512 x 512) per thread."""
+    against the numba kernel's one tile per thread (its shape measured on this machine)."""
     lengths = np.asarray(lengths, dtype=np.float64)
-    tile = np.minimum(lengths, SCORE_TILE)
+    q_tile, k_tile = attention_tiles(np.float32, m.head_dim, m.causal, m.threads)
     return {"naive: H L x L": 4.0 * m.heads * lengths**2,
-            f"flash: {m.threads} x tile x tile": 4.0 * m.threads * tile**2}
+            f"flash: {m.threads} x {q_tile} x {k_tile} tile": 4.0 * m.threads * np.minimum(lengths, q_tile)
+            * np.minimum(lengths, k_tile)}
 
 
 def draw_attention(m: AttentionMeasurement, figure=None) -> tuple[bytes, str, object]:

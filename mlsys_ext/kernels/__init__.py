@@ -5,7 +5,7 @@ that cannot run raises ``BackendUnavailable`` saying why (no CUDA driver, CuPy n
 installed or without a GPU ...). First-call compile time is kept apart from run
 time: ``compile_log()`` lists every kernel compiled in this process. Pure core.
 """
-from ._attention import attention, attention_decode
+from ._attention import attention, attention_decode, attention_tiles
 from ._backends import BACKENDS, BackendUnavailable, available_backends, resolve_backend
 from ._hogwild import SGDResult, hogwild_sgd, sparse_classification
 from ._jit import compile_log
@@ -19,6 +19,7 @@ __all__ = [
     "SGDResult",
     "attention",
     "attention_decode",
+    "attention_tiles",
     "available_backends",
     "compile_log",
     "hogwild_sgd",

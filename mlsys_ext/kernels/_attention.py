@@ -14,17 +14,28 @@ query of a tile can see are skipped.
 from __future__ import annotations
 
 import math
+import os
+import time
 from numbers import Real
 
 import numpy as np
 
+from .._environment import machine_key
+from .._wisdom import remembered
 from ._backends import resolve_backend
 from ._jit import check_threads, compile_kernel, numba_threads, one_blas_thread
 
-# numba CPU tiles: of 128 ... 1024 x 256 ... 1024, 512 x 512 was fastest for B=1, H=8,
-# L=2048, D=64 float32 (1 MiB of scores per thread; sgemm runs near peak). Causal: 256
-# query rows, as the key range stops at a tile's last row, compute 10% fewer scores.
-NUMBA_Q_TILE, NUMBA_CAUSAL_Q_TILE, NUMBA_K_TILE = 512, 256, 512
+# numba CPU tiles (query rows x keys), tried on first use on this machine for each dtype, D
+# and causality; the fastest is remembered (``_wisdom``), so no tile shape tuned on one CPU
+# is imposed on another. 512 x 512 was fastest on the Zen 4/5 the kernel was tuned on (1 MiB
+# of L2); on a Zen 3 (512 KiB) these four full-attention candidates came within noise of each
+# other (B=1, H=8, L=2048, D=64: 73-79 ms at best). Causal tiles have fewer rows: the key
+# range stops at a tile's last row, so smaller tiles compute fewer masked scores.
+TILE_CANDIDATES = {False: ((256, 256), (256, 512), (512, 256), (512, 512)),
+                   True: ((128, 256), (128, 512), (256, 256), (256, 512))}
+TILE_PROBLEM_HEADS_PER_THREAD, TILE_PROBLEM_LENGTH = 2, 1024  # the measurement: ~15 ms a call, 0.15 s in all
+TILES_ENVIRONMENT = "MLSYS_ATTENTION_TILES"  # "512x256" forces those tiles
+_tiles: dict[tuple, tuple[int, int]] = {}
 # array-module tiles: whole (B, H) batches per matmul, so fewer, larger calls
 XP_Q_TILE, XP_K_TILE = 256, 512
 
@@ -120,12 +131,58 @@ def _check_scale(scale, dim: int) -> float:
 # ---- numba (CPU) ------------------------------------------------------------------------------
 
 def _numba_attention(q, k, v, causal, scale, threads):
+    return _flash_numba(q, k, v, causal, scale, threads, *attention_tiles(q.dtype, q.shape[-1], causal, threads))
+
+
+def attention_tiles(dtype, dim: int, causal: bool, threads: int) -> tuple[int, int]:
+    """(query rows, keys) of the numba kernel's tiles: MLSYS_ATTENTION_TILES when set, else
+    the fastest of TILE_CANDIDATES on this machine, measured once and remembered."""
+    forced = os.environ.get(TILES_ENVIRONMENT)
+    if forced is not None:
+        rows, sep, keys = forced.partition("x")
+        if not (sep and rows.isdigit() and keys.isdigit() and int(rows) > 0 and int(keys) > 0):
+            raise ValueError(f"{TILES_ENVIRONMENT} must be <query rows>x<keys>, such as 512x256, got {forced!r}")
+        return int(rows), int(keys)
+    key = machine_key(), threads, np.dtype(dtype).name, dim, causal
+    if key not in _tiles:
+        name = f"{key[0]} / {threads} threads / {key[2]} D={dim} {'causal' if causal else 'full'}"
+        entry = remembered("attention", name, lambda: _fastest_tiles(np.dtype(dtype), dim, causal, threads),
+                           _valid_tiles)
+        _tiles[key] = entry["q_tile"], entry["k_tile"]
+    return _tiles[key]
+
+
+def _fastest_tiles(dtype, dim: int, causal: bool, threads: int) -> dict:
+    """Time each candidate (best of two, after a call that compiles or warms) on B=1 and
+    TILE_PROBLEM_HEADS_PER_THREAD heads a thread of TILE_PROBLEM_LENGTH tokens."""
+    rng = np.random.default_rng(0)
+    shape = (1, TILE_PROBLEM_HEADS_PER_THREAD * threads, TILE_PROBLEM_LENGTH, dim)
+    q, k, v = (rng.standard_normal(shape).astype(dtype) for _ in range(3))
+    seconds = {}
+    for q_tile, k_tile in TILE_CANDIDATES[causal]:
+        _flash_numba(q, k, v, causal, 1.0 / math.sqrt(dim), threads, q_tile, k_tile)
+        times = []
+        for _ in range(2):
+            start = time.perf_counter()
+            _flash_numba(q, k, v, causal, 1.0 / math.sqrt(dim), threads, q_tile, k_tile)
+            times.append(time.perf_counter() - start)
+        seconds[q_tile, k_tile] = min(times)
+    q_tile, k_tile = min(seconds, key=seconds.get)
+    return {"q_tile": q_tile, "k_tile": k_tile}
+
+
+def _valid_tiles(entry: dict) -> bool:
+    return all(isinstance(entry.get(name), int) and not isinstance(entry[name], bool) and entry[name] > 0
+               for name in ("q_tile", "k_tile"))
+
+
+def _flash_numba(q, k, v, causal, scale, threads, q_tile, k_tile):
     from . import _attention_numba as kernels
 
     batch, heads, lq, dim = q.shape
     lk = k.shape[2]
-    k_tile = min(NUMBA_K_TILE, lk)
-    q_tile = min(NUMBA_CAUSAL_Q_TILE if causal else NUMBA_Q_TILE, lq)
+    k_tile = min(k_tile, lk)
+    q_tile = min(q_tile, lq)
     # smaller query tiles until every thread has at least two tasks
     while q_tile > 64 and batch * heads * -(-lq // q_tile) < 2 * threads:
         q_tile = -(-q_tile // 2)

@@ -1,5 +1,7 @@
 """attention and attention_decode: every runnable backend against a float64 naive reference,
 torch's SDPA, the numba.cuda kernels under the simulator, and the checks at the edge."""
+import json
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -42,8 +44,8 @@ def random_qkv(rng, batch, heads, kv_heads, lq, lk, dim, dtype):
 @pytest.fixture
 def small_tiles(monkeypatch):
     """Tiles of 16 queries x 8 keys, so small shapes span several tiles and end in a partial one."""
-    for name, size in (("NUMBA_Q_TILE", 16), ("NUMBA_CAUSAL_Q_TILE", 16), ("NUMBA_K_TILE", 8),
-                       ("XP_Q_TILE", 16), ("XP_K_TILE", 8)):
+    monkeypatch.setenv(_attention.TILES_ENVIRONMENT, "16x8")
+    for name, size in (("XP_Q_TILE", 16), ("XP_K_TILE", 8)):
         monkeypatch.setattr(_attention, name, size)
 
 
@@ -60,6 +62,39 @@ def test_matches_the_naive_reference(small_tiles, backend, dtype, shape, causal)
     out = attention(q, k, v, causal=causal, backend=backend)
     assert out.shape == q.shape and out.dtype == dtype
     np.testing.assert_allclose(out, naive_attention(q, k, v, causal), rtol=0, atol=TOLERANCE[dtype])
+
+
+@pytest.mark.parametrize("causal, tiles", [(causal, tiles) for causal, candidates in _attention.TILE_CANDIDATES.items()
+                                           for tiles in candidates])
+def test_every_tile_shape_the_machine_may_pick_matches_the_reference(monkeypatch, causal, tiles):
+    monkeypatch.setenv(_attention.TILES_ENVIRONMENT, "x".join(map(str, tiles)))
+    q, k, v = random_qkv(np.random.default_rng(4), 1, 2, 1, 600, 700, 8, np.float32)
+    out = attention(q, k, v, causal=causal, backend="numba", threads=2)
+    np.testing.assert_allclose(out, naive_attention(q, k, v, causal), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("forced", ["512", "512x", "x256", "0x256", "512x256x2", "big"])
+def test_malformed_forced_tiles_are_refused_in_one_line(monkeypatch, forced):
+    monkeypatch.setenv(_attention.TILES_ENVIRONMENT, forced)
+    q = np.zeros((1, 1, 4, 4), np.float32)
+    with pytest.raises(ValueError, match=r"^MLSYS_ATTENTION_TILES must be <query rows>x<keys>, such as 512x256, got "):
+        attention(q, q, q, backend="numba")
+
+
+def test_the_tiles_are_measured_once_per_machine_and_remembered_on_disk(tmp_path, monkeypatch):
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv(_attention.TILES_ENVIRONMENT, raising=False)
+    monkeypatch.setattr(_attention, "_tiles", {})
+    monkeypatch.setattr(_attention.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    measured = []
+    fastest = _attention._fastest_tiles
+    monkeypatch.setattr(_attention, "_fastest_tiles", lambda *args: measured.append(args) or fastest(*args))
+    picked = _attention.attention_tiles(np.float32, 8, True, 2)
+    assert picked in _attention.TILE_CANDIDATES[True] and _attention.attention_tiles(np.float32, 8, True, 2) == picked
+    monkeypatch.setattr(_attention, "_tiles", {})  # a new process on the same machine reads the file
+    assert _attention.attention_tiles(np.float32, 8, True, 2) == picked and len(measured) == 1
+    entries = json.loads((tmp_path / "attention-wisdom.json").read_text())["entries"]
+    assert list(entries.values()) == [{"q_tile": picked[0], "k_tile": picked[1]}]
 
 
 @pytest.mark.parametrize("backend", RUNNABLE)
