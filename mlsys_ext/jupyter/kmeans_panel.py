@@ -18,6 +18,7 @@ RANGES = {"n": (1_000, 200_000), "dims": (1, 64), "k": (1, 64)}  # what the slid
 MAX_TRACE_ITERATIONS = 30  # the centroid paths drawn: enough to see them settle
 TIMED_ITERATIONS = 3  # per implementation not traced, from the same start: its best one is its figure
 SKLEARN_ITERATIONS = 5  # scikit-learn's figure is a difference of two fits' times: more iterations, less noise
+MIN_SKLEARN_ITERATIONS = 3  # with 2, one iteration's ~0.5 ms drowned in its fits' jitter: 30 ms/iteration was drawn
 SCATTER_POINTS = 1_000
 SPREAD = 3.0  # blob standard deviation against means in [-10, 10]: they overlap, so Lloyd takes many steps
 
@@ -94,8 +95,9 @@ def _sklearn_seconds(X, init, max_iter: int = SKLEARN_ITERATIONS) -> tuple[float
     iterations = []
     one = best_seconds(lambda: fit(1), repeats=2, budget=0.02)
     full = best_seconds(lambda: fit(max_iter, iterations), repeats=2, budget=0.03)
-    if iterations[0] < 2:
-        return None, "scikit-learn converged after one iteration: nothing to time apart from its fixed costs"
+    if iterations[0] < MIN_SKLEARN_ITERATIONS:
+        return None, (f"scikit-learn converged after {iterations[0]} iteration{'s' * (iterations[0] > 1)}: too few "
+                      "to time one apart from its fixed costs, which vary by more than an iteration takes")
     if full <= one:
         return None, (f"scikit-learn's fit of {iterations[0]} iterations took no longer than its fit of one: "
                       f"its fixed costs hide an iteration's (load average {os.getloadavg()[0]:.2f})")
@@ -111,6 +113,8 @@ def contradictions(m: KMeansMeasurement) -> list[str]:
 
 def draw_kmeans(m: KMeansMeasurement, figure=None) -> tuple[bytes, str, object]:
     """PNG, summary and the figure, which the next drawing can reuse (see ``panel_axes``)."""
+    from matplotlib.ticker import MaxNLocator
+
     fig, (scatter, curve, bars) = panel_axes(figure, 3, 10.0, 3.0, left=0.05, right=0.99, bottom=0.17, top=0.9,
                                              wspace=0.45)
     shown = slice(0, min(SCATTER_POINTS, len(m.X)))
@@ -125,6 +129,7 @@ def draw_kmeans(m: KMeansMeasurement, figure=None) -> tuple[bytes, str, object]:
     scatter.set_title(f"centroids over {len(m.paths) - 1} iterations (dims 0, {second})", fontsize=8)
     scatter.legend(fontsize=6, frameon=False, loc="best")
     curve.plot(np.arange(1, len(m.inertia) + 1), m.inertia, "o-", ms=3)
+    curve.xaxis.set_major_locator(MaxNLocator(nbins=4, integer=True))  # no iteration 1.5
     curve.set_xlabel("iteration")
     curve.set_ylabel("inertia")
     curve.set_title("inertia at each iteration", fontsize=8)
