@@ -17,10 +17,10 @@ def new_figure(width: float = 6.0, height: float = 2.6):
     again at each drawing, twice (~30 ms)."""
     from matplotlib.figure import Figure
 
-    from ._text_cache import TextCachingCanvas  # here: matplotlib takes ~0.3 s to import
+    from ._text_cache import CANVAS  # here: matplotlib takes ~0.3 s to import
 
     fig = Figure(figsize=(width, height), dpi=CSS_DPI * PIXEL_RATIO)
-    TextCachingCanvas(fig)
+    CANVAS(fig)
     # Fixed margins: tight_layout alone costs ~100 ms, half of a slider move's budget.
     fig.subplots_adjust(left=0.12, right=0.98, bottom=0.2, top=0.95)
     return fig

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg, RendererAgg, get_hinting_flag
 from matplotlib.font_manager import fontManager, get_font
@@ -64,3 +65,8 @@ class TextCachingCanvas(FigureCanvasAgg):
             self.renderer = TextCachingRenderer(*size)
             self._lastKey = size
         return self.renderer
+
+
+# It draws through Agg's private text entry points as matplotlib 3.11 has them; on any other
+# version, plain Agg (slower, never wrong).
+CANVAS = TextCachingCanvas if matplotlib.__version__.startswith("3.11.") else FigureCanvasAgg

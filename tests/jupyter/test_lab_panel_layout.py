@@ -2,9 +2,12 @@
 import io
 
 import ipywidgets as widgets
+import matplotlib
 import numpy as np
+import pytest
 from PIL import Image
 
+from mlsys_ext.jupyter import _text_cache
 from mlsys_ext.jupyter._lab_panel import SLIDER_WIDTH, plot_image, show_png
 from mlsys_ext.jupyter._plots import CSS_DPI, PIXEL_RATIO, new_figure, png_of
 from mlsys_ext.jupyter.bloom_panel import BloomPanel
@@ -37,6 +40,10 @@ def test_a_plot_png_decodes_to_exactly_the_figure_s_pixels():
     assert np.array_equal(np.asarray(Image.open(io.BytesIO(png))), np.asarray(fig.canvas.buffer_rgba()))
 
 
+needs_text_cache = pytest.mark.skipif(_text_cache.CANVAS is not _text_cache.TextCachingCanvas,
+                                      reason=f"matplotlib {matplotlib.__version__}: plain Agg, no text cache")
+
+
 def _labelled(fig):
     ax = fig.add_subplot()
     ax.plot([0, 1], [1, 0])
@@ -47,6 +54,7 @@ def _labelled(fig):
     return fig
 
 
+@needs_text_cache
 def test_cached_texts_draw_as_matplotlib_draws_them_to_within_two_pixels():
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
@@ -65,6 +73,7 @@ def test_cached_texts_draw_as_matplotlib_draws_them_to_within_two_pixels():
     assert not (ink[0] & ~near).any()
 
 
+@needs_text_cache
 def test_a_text_that_changes_is_rendered_anew_and_one_that_stays_is_drawn_the_same():
     fig = _labelled(new_figure(3.0, 2.0))
     png_of(fig)
