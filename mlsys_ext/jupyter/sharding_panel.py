@@ -4,6 +4,7 @@ each scheme moves when a shard is added or removed beside 1/(N+1) and 1/N."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import ipywidgets as widgets
 import numpy as np
@@ -45,15 +46,24 @@ def build(scheme: str, shards: int, vnodes: int):
         cls(shards) if scheme == "range" else cls(shards, seed=SEED)
 
 
+@lru_cache(maxsize=4)
+def _keys(n_keys: int, skew: float, whole_key_space: bool) -> np.ndarray:
+    """The workload, drawn once per setting (read-only): moves of the scheme, shards, vnodes
+    and salts sliders reuse it."""
+    if whole_key_space:
+        keys = np.random.default_rng(SEED).integers(0, 2**64, n_keys, dtype=np.uint64, endpoint=False)
+    else:
+        keys = zipf_keys(n_keys, skew, UNIVERSE, seed=SEED)
+    keys.flags.writeable = False
+    return keys
+
+
 def measure_sharding(scheme: str, shards: int, vnodes: int, skew: float, salts: int, n_keys: int) -> ShardingMeasurement:
     """Place ``n_keys`` keys (Zipf of exponent ``skew`` over a million ranks; 0 is uniform,
     and for range sharding uniform over the whole key space), the HOT_KEYS hottest salted
     into ``salts`` sub-keys each (1: not salted), and move a shard in and out."""
     placement = build(scheme, shards, vnodes)
-    if skew == 0 and scheme == "range":
-        keys = np.random.default_rng(SEED).integers(0, 2**64, n_keys, dtype=np.uint64, endpoint=False)
-    else:
-        keys = zipf_keys(n_keys, skew, UNIVERSE, seed=SEED)
+    keys = _keys(n_keys, skew, skew == 0 and scheme == "range")
     if salts > 1:
         keys = salt_keys(keys, hottest(keys, HOT_KEYS), salts, seed=SEED)
     loads = np.bincount(np.searchsorted(placement.shards, placement.place(keys)), minlength=shards)
