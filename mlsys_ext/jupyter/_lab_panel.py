@@ -148,6 +148,7 @@ class LabPanel(widgets.VBox):
         self._idle = threading.Event()
         self._idle.set()
         self._warmed: set = set()
+        self._shown: dict[int, object] = {}  # id(control) -> a value show() is setting: not a user's move
         for control in controls.values():
             control.observe(self._changed, names="value")
         super().__init__([widgets.HTML(f"<b>{title}</b>"), control_row(*controls.values()),
@@ -172,6 +173,17 @@ class LabPanel(widgets.VBox):
             self._warmed.add(key)
             self.status.value = "measuring ..."
 
+    def show(self, **values) -> None:
+        """Set controls to values the measurement derived (say, the m and k a capacity and
+        target rate imply), so none shows a stale value, without measuring again."""
+        for name, value in values.items():
+            control = self.controls[name]
+            self._shown[id(control)] = value
+            try:
+                control.value = value
+            finally:
+                self._shown.pop(id(control), None)
+
     def checkpoint(self) -> None:
         """Raise ``Superseded`` when a newer change is waiting, so that it is measured next."""
         if self._again:
@@ -181,7 +193,9 @@ class LabPanel(widgets.VBox):
         """Block until the latest values have been measured and drawn (for scripts and tests)."""
         return self._idle.wait(timeout)
 
-    def _changed(self, _change=None) -> None:
+    def _changed(self, change=None) -> None:
+        if change is not None and id(change["owner"]) in self._shown:
+            return
         with self._lock:
             if self._running:
                 self._again = True

@@ -105,13 +105,23 @@ class BloomPanel(LabPanel):
             "k": slider(widgets.IntSlider, "k", value=sized.num_hashes, min=1, max=24),
         }
         super().__init__("Bloom filter: measured false-positive rate against theory", controls)
+        for name in ("m", "k"):
+            controls[name].observe(self._to_hand, names="value")
+
+    def _to_hand(self, change) -> None:
+        """A move of m or k means sizing by hand: the box ticks itself (not for ``show``'s values)."""
+        if id(change["owner"]) not in self._shown:
+            self.controls["by_hand"].value = True
 
     def measure(self, n, p, kind, by_hand, m, k):
         self.warm_up(kind, lambda: measure_bloom(BloomFilter(100, 0.01, kind), queries=10))
         n = max(int(round(n)), 1)
         if by_hand:
             return measure_bloom(BloomFilter.with_shape(int(round(m)), k, n, kind))
-        return measure_bloom(BloomFilter(n, p, kind))
+        result = measure_bloom(BloomFilter(n, p, kind))
+        if not self.controls["by_hand"].value:  # what n and p chose, for sizing by hand to start from
+            self.show(m=result.filter.num_bits, k=result.filter.num_hashes)
+        return result
 
     def draw(self, result):
         png, summary, self.figure = draw_bloom(result, self.figure)

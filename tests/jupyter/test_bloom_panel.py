@@ -52,10 +52,25 @@ def test_bad_values_are_refused(comm):
 def test_m_and_k_by_hand(comm):
     panel = BloomPanel(n=5_000, p=0.01)
     assert panel.wait()
-    panel.controls["m"].value = 2**12
+    panel.controls["m"].value = 2**12  # ticks "by hand" itself
     panel.controls["k"].value = 2
-    panel.controls["by_hand"].value = True
-    assert panel.wait()
+    assert panel.wait() and panel.controls["by_hand"].value
     bf = panel.result.filter
     assert (bf.num_bits, bf.num_hashes, bf.capacity) == (4096, 2, 5_000)
     assert all(within_sampling_error(got, want) for got, want in zip(panel.result.measured, panel.result.exact))
+
+
+def test_the_m_and_k_sliders_show_what_capacity_and_rate_chose_without_measuring_again(comm, monkeypatch):
+    panel = BloomPanel(n=5_000, p=0.01)
+    assert panel.wait()
+    measured = []
+    measure = panel.measure
+    monkeypatch.setattr(panel, "measure", lambda **values: measured.append(values) or measure(**values))
+    panel.controls["n"].value = 40_000
+    assert panel.wait()
+    bf = panel.result.filter
+    assert (panel.controls["m"].value, panel.controls["k"].value) == (bf.num_bits, bf.num_hashes)
+    assert len(measured) == 1 and not panel.controls["by_hand"].value  # showing them was not taken for a move
+    panel.controls["k"].value = 3  # a move of k by the user sizes by hand
+    assert panel.wait() and panel.controls["by_hand"].value
+    assert (panel.result.filter.num_bits, panel.result.filter.num_hashes) == (bf.num_bits, 3)
