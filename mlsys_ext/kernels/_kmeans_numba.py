@@ -1,9 +1,9 @@
 """numba CPU kernels of k-means: one fused assign-and-accumulate pass per Lloyd iteration.
 
-The assign step is compute-bound (2 N K D flops), so each thread copies a chunk
-of points, transposed, into scratch and scores it against all centroids with BLAS
-(``np.dot``; the caller limits BLAS to one thread per numba thread), then, while
-the chunk's scores are in cache, picks
+The assign step is compute-bound (2 N K D flops), so each thread scores a chunk of
+points against all centroids with one BLAS gemm (scipy's, called directly, reading
+the chunk's rows in place as a transposed operand; the caller limits BLAS to one
+thread per numba thread), then, while the chunk's scores are in cache, picks
 each point's nearest centroid and adds the point into that thread's own centroid
 sums. Scores are laid out (K, CHUNK) so the arg-min runs across points: a
 compare-and-select over contiguous values, which vectorises (a per-point arg-min
@@ -12,30 +12,59 @@ centroid, so the score is ``‖c‖²/2 - x·c`` and ``‖x - c‖² = ‖x‖²
 pass (labels for the final centroids) also writes each point's exact squared distance, so
 the inertia takes no pass of its own.
 """
+import llvmlite.binding as llvm
 import numba
 import numpy as np
+from numba.core import types
+from numba.extending import get_cython_function_address
 
 # Points per BLAS call: the (K, CHUNK) scores stay in L1 for the arg-min and the
 # accumulation; for K = 64, D = 32 (float32) 128 was fastest of 64 ... 1024.
 CHUNK = 128
 
 
+def _gemm(name: str):
+    """scipy's BLAS ``name`` (sgemm, dgemm), every argument a pointer, as Fortran takes them.
+    Linked by a symbol of this package's (its address given to LLVM in each process), not
+    called through a ctypes pointer: numba cannot cache a kernel holding a pointer."""
+    symbol = f"mlsys_ext_{name}"
+    llvm.add_symbol(symbol, get_cython_function_address("scipy.linalg.cython_blas", name))
+    return types.ExternalFunction(symbol, types.void(*[types.voidptr] * 13))
+
+
+_SGEMM, _DGEMM = _gemm("sgemm"), _gemm("dgemm")
+_TRANSPOSE_NONE = np.frombuffer(b"TN", dtype=np.uint8)  # gemm's first operand transposed, its second not
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _score_chunk(X, start, m, centroids, scores, dims, one_zero):
+    """scores[c, i] = centroids[c] . X[start + i] for i < m: a (K, CHUNK) row-major array is
+    gemm's column-major (CHUNK, K) X_chunk^T-as-stored times centroids^T-as-stored, so both
+    operands are read where they lie. (numba's np.dot would need the chunk transposed into
+    scratch and copies a transposed view at every call: the two cost 30% of the gemm.)
+    X and centroids C-contiguous. ``dims``: (4,) int32 scratch for gemm's by-reference
+    integers; ``one_zero``: [1, 0] in X's dtype, its alpha and beta."""
+    k, d = centroids.shape
+    dims[0], dims[1], dims[2], dims[3] = m, k, d, scores.shape[1]
+    trans = _TRANSPOSE_NONE
+    if X.itemsize == 4:  # float32 (the caller passes float32 or float64)
+        _SGEMM(trans[0:].ctypes, trans[1:].ctypes, dims[0:].ctypes, dims[1:].ctypes, dims[2:].ctypes,
+               one_zero[0:].ctypes, X[start:].ctypes, dims[2:].ctypes, centroids.ctypes, dims[2:].ctypes,
+               one_zero[1:].ctypes, scores.ctypes, dims[3:].ctypes)
+    else:
+        _DGEMM(trans[0:].ctypes, trans[1:].ctypes, dims[0:].ctypes, dims[1:].ctypes, dims[2:].ctypes,
+               one_zero[0:].ctypes, X[start:].ctypes, dims[2:].ctypes, centroids.ctypes, dims[2:].ctypes,
+               one_zero[1:].ctypes, scores.ctypes, dims[3:].ctypes)
+
+
 @numba.njit(fastmath=True, cache=True, nogil=True)
-def _assign_chunk(X, start, stop, centroids, half_norms, labels, points_t, scores, best_scores, best_labels):
-    """Label points [start, stop); returns the sum of their best scores and how many
-    labels changed. ``points_t`` (D, CHUNK), ``scores`` (K, CHUNK), ``best_scores``
-    and ``best_labels`` (CHUNK,) are scratch."""
+def _assign_chunk(X, start, stop, centroids, half_norms, labels, dims, one_zero, scores, best_scores, best_labels):
+    """Label points [start, stop) of C-contiguous X; returns the sum of their best scores
+    and how many labels changed. ``dims`` and ``one_zero`` (see ``_score_chunk``), ``scores``
+    (K, CHUNK), ``best_scores`` and ``best_labels`` (CHUNK,) are scratch."""
     k = centroids.shape[0]
     m = stop - start
-    # the chunk transposed into contiguous scratch: numba's np.dot copies a transposed view
-    # on every call, which cost more than the product itself
-    for i in range(m):
-        for d in range(X.shape[1]):
-            points_t[d, i] = X[start + i, d]
-    if m == scores.shape[1]:
-        np.dot(centroids, points_t, scores)
-    else:
-        scores[:, :m] = np.dot(centroids, np.ascontiguousarray(points_t[:, :m]))
+    _score_chunk(X, start, m, centroids, scores, dims, one_zero)
     for i in range(m):
         best_scores[i] = np.inf
         best_labels[i] = 0
@@ -58,14 +87,16 @@ def _assign_chunk(X, start, stop, centroids, half_norms, labels, points_t, score
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _chunk_buffers(X, k, labels):
-    """One thread's scratch for ``_assign_chunk``: X's chunk transposed, its scores, and the best of them."""
-    return (np.empty((X.shape[1], CHUNK), dtype=X.dtype), np.empty((k, CHUNK), dtype=X.dtype),
+    """One thread's scratch for ``_assign_chunk``: gemm's integers and scalars, the chunk's
+    scores, and the best of them."""
+    return (np.empty(4, dtype=np.int32), np.array([1.0, 0.0], dtype=X.dtype), np.empty((k, CHUNK), dtype=X.dtype),
             np.empty(CHUNK, dtype=X.dtype), np.empty(CHUNK, dtype=labels.dtype))
 
 
 @numba.njit(parallel=True, fastmath=True, cache=True)
 def lloyd_pass(X, centroids, half_norms, labels, sums, counts, score_sums, changes, n_threads):
-    """Assign every point and add it into its centroid's sum and count.
+    """Assign every point of C-contiguous X (gemm reads its rows in place, and the
+    centroids') and add it into its centroid's sum and count.
 
     ``sums`` (n_threads, K, D) float64, ``counts`` (n_threads, K), ``score_sums`` and
     ``changes`` (labels that moved, n_threads,) are per thread, so no two threads write
@@ -80,11 +111,11 @@ def lloyd_pass(X, centroids, half_norms, labels, sums, counts, score_sums, chang
         counts[t] = 0
         score_sums[t] = 0.0
         changes[t] = 0
-        points_t, scores, best_scores, best_labels = _chunk_buffers(X, k, labels)
+        dims, one_zero, scores, best_scores, best_labels = _chunk_buffers(X, k, labels)
         for chunk in range(t * chunks_per_thread, min((t + 1) * chunks_per_thread, n_chunks)):
             start = chunk * CHUNK
             stop = min(start + CHUNK, n)
-            score_sum, changed = _assign_chunk(X, start, stop, centroids, half_norms, labels, points_t, scores,
+            score_sum, changed = _assign_chunk(X, start, stop, centroids, half_norms, labels, dims, one_zero, scores,
                                                best_scores, best_labels)
             score_sums[t] += score_sum
             changes[t] += changed
@@ -104,11 +135,12 @@ def assign_pass(X, centroids, half_norms, labels, distances, n_threads):
     n_chunks = (n + CHUNK - 1) // CHUNK
     chunks_per_thread = (n_chunks + n_threads - 1) // n_threads
     for t in numba.prange(n_threads):
-        points_t, scores, best_scores, best_labels = _chunk_buffers(X, k, labels)
+        dims, one_zero, scores, best_scores, best_labels = _chunk_buffers(X, k, labels)
         for chunk in range(t * chunks_per_thread, min((t + 1) * chunks_per_thread, n_chunks)):
             start = chunk * CHUNK
             stop = min(start + CHUNK, n)
-            _assign_chunk(X, start, stop, centroids, half_norms, labels, points_t, scores, best_scores, best_labels)
+            _assign_chunk(X, start, stop, centroids, half_norms, labels, dims, one_zero, scores, best_scores,
+                          best_labels)
             for i in range(start, stop):
                 distances[i] = _squared_distance(X, i, centroids, labels[i])
 
