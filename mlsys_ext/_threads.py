@@ -3,13 +3,12 @@
 The batch size from which splitting pays is measured on first use on this machine and
 remembered (``_wisdom``), keyed by the CPU and thread count: a threshold tuned on one CPU
 was 3x off on another. Kernels count their work in "keys" of a few ns (one hash64 each);
-the measurement times a kernel of that cost. ``MLSYS_PARALLEL_MIN_KEYS`` forces a threshold (0: always split; a huge number:
-never), for tests and for whoever knows better."""
+the measurement times a kernel of that cost. ``MLSYS_PARALLEL_MIN_KEYS`` forces a
+threshold (0: always split; a huge number: never), for tests and for whoever knows better."""
 from __future__ import annotations
 
 import math
 import os
-import threading
 import time
 
 import numba
@@ -23,8 +22,6 @@ ENVIRONMENT = "MLSYS_PARALLEL_MIN_KEYS"
 SIZES = tuple(1 << p for p in range(10, 22))  # 1 Ki to 2 Mi keys: ~1 us to ~5 ms of work serially
 MARGIN = 0.8  # splitting must take under 80% of the serial time to be worth the risk of a busy team
 
-_known: dict[tuple[str, int], float] = {}  # (machine_key(), threads): keys from which to split
-_lock = threading.Lock()
 
 
 def run(kernels, n_keys: int, *args) -> None:
@@ -47,15 +44,9 @@ def parallel_min_keys(n_threads: int) -> float:
         if not forced.isdigit():
             raise ValueError(f"{ENVIRONMENT} must be a whole number of keys, got {forced!r}")
         return int(forced)
-    key = machine_key(), n_threads
-    if key not in _known:
-        with _lock:
-            if key not in _known:
-                entry = remembered("threads", f"{key[0]} / {key[1]} threads", lambda: _entry(measure_threshold(n_threads)),
-                                   _valid)
-                value = entry["parallel_min_keys"]
-                _known[key] = math.inf if value is None else value
-    return _known[key]
+    value = remembered("threads", f"{machine_key()} / {n_threads} threads",
+                       lambda: _entry(measure_threshold(n_threads)), _valid)["parallel_min_keys"]
+    return math.inf if value is None else value
 
 
 def _entry(threshold: float) -> dict:

@@ -1,7 +1,8 @@
 """Choices a kernel measures on first use on this machine, remembered on disk beside numba's
 cache, as FFTW's wisdom is: which form of a batch kernel (``_threads``), which attention tiles.
 
-One JSON file per kind of choice. An entry is a dict, named by the machine (``machine_key``)
+One JSON file per kind of choice, read at most once per entry and process (the entries
+are kept in memory after). An entry is a dict, named by the machine (``machine_key``)
 and whatever else the choice depends on; its kind's ``valid`` check reads it back, so a
 missing, foreign or damaged file, or entry, only means measuring again. A measurement made
 while the machine is busy is used but not written down: other work skews it."""
@@ -18,6 +19,7 @@ FORMAT_VERSION = 1
 BUSY = 0.5  # load average per CPU above which a measurement is used but not remembered
 
 _lock = threading.Lock()
+_memory: dict[tuple[str, str], dict] = {}  # (kind, name) -> its entry, once known in this process
 
 
 def wisdom_path(kind: str) -> Path:
@@ -28,18 +30,23 @@ def wisdom_path(kind: str) -> Path:
 
 def remembered(kind: str, name: str, measure: Callable[[], dict], valid: Callable[[dict], bool]) -> dict:
     """The entry ``name`` of ``kind``'s file when ``valid`` accepts it; else ``measure()``'s,
-    written there unless the machine is busy."""
-    with _lock:
-        path = wisdom_path(kind)
-        entries = _read(path)
-        entry = entries.get(name)
-        if isinstance(entry, dict) and valid(entry):
-            return entry
-        entry = measure()
-        if os.getloadavg()[0] <= BUSY * (os.cpu_count() or 1):
-            entries[name] = entry
-            _write(path, entries)
+    written there unless the machine is busy. Batch kernels ask at every call: after the
+    first, an answer is one dictionary lookup."""
+    entry = _memory.get((kind, name))
+    if entry is not None:
         return entry
+    with _lock:
+        if (kind, name) not in _memory:
+            path = wisdom_path(kind)
+            entries = _read(path)
+            entry = entries.get(name)
+            if not (isinstance(entry, dict) and valid(entry)):
+                entry = measure()
+                if os.getloadavg()[0] <= BUSY * (os.cpu_count() or 1):
+                    entries[name] = entry
+                    _write(path, entries)
+            _memory[kind, name] = entry
+        return _memory[kind, name]
 
 
 def _read(path: Path) -> dict:

@@ -14,7 +14,7 @@ def wisdom(tmp_path, monkeypatch):
     """A fresh wisdom file in tmp_path, nothing remembered in memory, nothing forced, a quiet machine."""
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
     monkeypatch.delenv(_threads.ENVIRONMENT, raising=False)
-    monkeypatch.setattr(_threads, "_known", {})
+    monkeypatch.setattr(_wisdom, "_memory", {})
     monkeypatch.setattr(_threads.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
     return tmp_path / "threads-wisdom.json"
 
@@ -53,7 +53,7 @@ def test_the_threshold_is_measured_once_written_down_and_read_back(wisdom, monke
     data = json.loads(wisdom.read_text())
     assert data["version"] == _wisdom.FORMAT_VERSION
     assert list(data["entries"].values()) == [{"parallel_min_keys": 8192}]
-    monkeypatch.setattr(_threads, "_known", {})  # a new process on the same machine
+    monkeypatch.setattr(_wisdom, "_memory", {})  # a new process on the same machine
     assert _threads.parallel_min_keys(2) == 8192 and measured == [2]
     monkeypatch.setattr(_threads, "measure_threshold", lambda n_threads: math.inf)
     assert _threads.parallel_min_keys(3) == math.inf  # another thread count is another entry
@@ -86,7 +86,7 @@ def test_an_unwritable_place_keeps_the_threshold_in_memory(tmp_path, monkeypatch
     blocker.write_text("")
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(blocker / "below-a-file"))
     monkeypatch.delenv(_threads.ENVIRONMENT, raising=False)
-    monkeypatch.setattr(_threads, "_known", {})
+    monkeypatch.setattr(_wisdom, "_memory", {})
     monkeypatch.setattr(_threads, "measure_threshold", lambda n_threads: 4096)
     assert _threads.parallel_min_keys(2) == 4096
 

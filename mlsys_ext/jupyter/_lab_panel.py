@@ -148,7 +148,7 @@ class LabPanel(widgets.VBox):
         self._idle = threading.Event()
         self._idle.set()
         self._warmed: set = set()
-        self._shown: dict[int, object] = {}  # id(control) -> a value show() is setting: not a user's move
+        self._shown: set[int] = set()  # id() of each control show() is setting: not a user's move
         for control in controls.values():
             control.observe(self._changed, names="value")
         super().__init__([widgets.HTML(f"<b>{title}</b>"), control_row(*controls.values()),
@@ -178,11 +178,11 @@ class LabPanel(widgets.VBox):
         target rate imply), so none shows a stale value, without measuring again."""
         for name, value in values.items():
             control = self.controls[name]
-            self._shown[id(control)] = value
+            self._shown.add(id(control))
             try:
                 control.value = value
             finally:
-                self._shown.pop(id(control), None)
+                self._shown.discard(id(control))
 
     def checkpoint(self) -> None:
         """Raise ``Superseded`` when a newer change is waiting, so that it is measured next."""

@@ -35,7 +35,6 @@ TILE_CANDIDATES = {False: ((256, 256), (256, 512), (512, 256), (512, 512)),
                    True: ((128, 256), (128, 512), (256, 256), (256, 512))}
 TILE_PROBLEM_HEADS_PER_THREAD, TILE_PROBLEM_LENGTH = 2, 1024  # the measurement: ~15 ms a call, 0.15 s in all
 TILES_ENVIRONMENT = "MLSYS_ATTENTION_TILES"  # "512x256" forces those tiles
-_tiles: dict[tuple, tuple[int, int]] = {}
 # array-module tiles: whole (B, H) batches per matmul, so fewer, larger calls
 XP_Q_TILE, XP_K_TILE = 256, 512
 
@@ -143,13 +142,10 @@ def attention_tiles(dtype, dim: int, causal: bool, threads: int) -> tuple[int, i
         if not (sep and rows.isdigit() and keys.isdigit() and int(rows) > 0 and int(keys) > 0):
             raise ValueError(f"{TILES_ENVIRONMENT} must be <query rows>x<keys>, such as 512x256, got {forced!r}")
         return int(rows), int(keys)
-    key = machine_key(), threads, np.dtype(dtype).name, dim, causal
-    if key not in _tiles:
-        name = f"{key[0]} / {threads} threads / {key[2]} D={dim} {'causal' if causal else 'full'}"
-        entry = remembered("attention", name, lambda: _fastest_tiles(np.dtype(dtype), dim, causal, threads),
-                           _valid_tiles)
-        _tiles[key] = entry["q_tile"], entry["k_tile"]
-    return _tiles[key]
+    dtype = np.dtype(dtype)
+    name = f"{machine_key()} / {threads} threads / {dtype.name} D={dim} {'causal' if causal else 'full'}"
+    entry = remembered("attention", name, lambda: _fastest_tiles(dtype, dim, causal, threads), _valid_tiles)
+    return entry["q_tile"], entry["k_tile"]
 
 
 def _fastest_tiles(dtype, dim: int, causal: bool, threads: int) -> dict:

@@ -33,7 +33,7 @@ def _gemm(name: str):
 
 
 _SGEMM, _DGEMM = _gemm("sgemm"), _gemm("dgemm")
-_TRANSPOSE_NONE = np.frombuffer(b"TN", dtype=np.uint8)  # gemm's first operand transposed, its second not
+_TRANS_FLAGS = np.frombuffer(b"TN", dtype=np.uint8)  # gemm's transa, transb: the first operand transposed
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -46,7 +46,7 @@ def _score_chunk(X, start, m, centroids, scores, dims, one_zero):
     integers; ``one_zero``: [1, 0] in X's dtype, its alpha and beta."""
     k, d = centroids.shape
     dims[0], dims[1], dims[2], dims[3] = m, k, d, scores.shape[1]
-    trans = _TRANSPOSE_NONE
+    trans = _TRANS_FLAGS
     if X.itemsize == 4:  # float32 (the caller passes float32 or float64)
         _SGEMM(trans[0:].ctypes, trans[1:].ctypes, dims[0:].ctypes, dims[1:].ctypes, dims[2:].ctypes,
                one_zero[0:].ctypes, X[start:].ctypes, dims[2:].ctypes, centroids.ctypes, dims[2:].ctypes,

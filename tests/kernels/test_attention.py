@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mlsys_ext.kernels import BackendUnavailable, attention, attention_decode, available_backends
+from mlsys_ext import _wisdom
 from mlsys_ext.kernels import _attention
 
 from .conftest import run_under_cudasim
@@ -84,14 +85,14 @@ def test_malformed_forced_tiles_are_refused_in_one_line(monkeypatch, forced):
 def test_the_tiles_are_measured_once_per_machine_and_remembered_on_disk(tmp_path, monkeypatch):
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
     monkeypatch.delenv(_attention.TILES_ENVIRONMENT, raising=False)
-    monkeypatch.setattr(_attention, "_tiles", {})
+    monkeypatch.setattr(_wisdom, "_memory", {})
     monkeypatch.setattr(_attention.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
     measured = []
     fastest = _attention._fastest_tiles
     monkeypatch.setattr(_attention, "_fastest_tiles", lambda *args: measured.append(args) or fastest(*args))
     picked = _attention.attention_tiles(np.float32, 8, True, 2)
     assert picked in _attention.TILE_CANDIDATES[True] and _attention.attention_tiles(np.float32, 8, True, 2) == picked
-    monkeypatch.setattr(_attention, "_tiles", {})  # a new process on the same machine reads the file
+    monkeypatch.setattr(_wisdom, "_memory", {})  # a new process on the same machine reads the file
     assert _attention.attention_tiles(np.float32, 8, True, 2) == picked and len(measured) == 1
     entries = json.loads((tmp_path / "attention-wisdom.json").read_text())["entries"]
     assert list(entries.values()) == [{"q_tile": picked[0], "k_tile": picked[1]}]
